@@ -1,0 +1,40 @@
+# reidlib: the two commands of the README, and a few helpers.
+#   make demo   set up .venv if needed, then run the five notebooks on the synthetic dataset -> results/
+#   make test   set up .venv if needed, then run the whole test suite (unit tests + notebooks under nbval)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= .ci/constraints.txt
+STAMP := $(VENV)/.reidlib-installed
+
+.PHONY: install demo test lint bench reproduce clean-venv
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m reidlib notebooks run --params demo
+
+test: install
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax notebooks
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+
+lint: install
+	$(VENV)/bin/ruff check reidlib tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_train.py
+
+# Full-scale paper recipes on a GPU box: make reproduce DATASET=market1501 DATA_ROOT=/data/market1501
+reproduce: install
+	$(PY) -m reidlib notebooks run --params $(DATASET) --set data_root=$(DATA_ROOT)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,235 @@
+"""Command line: ``python -m reidlib {data,recipes,train,evaluate,extract,export} ...``.
+
+Every command is a thin wrapper over a function of the package, so a notebook can do the same thing
+by calling that function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+# Errors that are the user's input, reported in one line instead of a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from reidlib.datasets import format_stats_table, load_dataset
+
+    ds = load_dataset(args.dataset, args.root)
+    print(json.dumps(ds.stats()) if args.json else format_stats_table(ds))
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from reidlib.datasets import load_dataset, make_synthetic
+
+    root = make_synthetic(args.out, num_ids=args.ids, seed=args.seed, overwrite=args.overwrite)
+    print(json.dumps(load_dataset("folder", root).stats()))
+    print(f"wrote {root}")
+    return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from reidlib.config import load_recipe, recipe_names
+
+    for name in recipe_names():
+        print(f"{name:28s} {load_recipe(name).description}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from reidlib.config import load_recipe
+    from reidlib.engine import default_out_dir, train
+
+    recipe = load_recipe(args.config, args.set)
+    out = Path(args.out) if args.out else default_out_dir(recipe)
+    metrics = train(recipe, out, data_root=args.data_root, resume=args.resume)
+    if metrics:
+        print(json.dumps({k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
+        print(f"run folder: {out}")
+    return 0
+
+
+def _dataset_for(recipe, args):
+    from reidlib.datasets import load_dataset
+
+    name = args.dataset or recipe.data.dataset
+    root = args.root if args.root else (recipe.data.root if name == recipe.data.dataset else None)
+    return load_dataset(name, root)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from reidlib.distributed import DistContext
+    from reidlib.engine import load_network, resolve_runtime
+    from reidlib.evaluation import evaluate_network
+    from reidlib.fileio import atomic_write_json
+
+    model, recipe = load_network(args.checkpoint)
+    recipe.train.device = args.device
+    runtime = resolve_runtime(recipe, DistContext())
+    model.to(runtime.device)
+    dataset = _dataset_for(recipe, args)
+    variant = "+".join(v for v, on in (("flip", args.flip), ("rerank", args.rerank)) if on) or "plain"
+    d = recipe.data
+    result = evaluate_network(
+        model,
+        dataset,
+        height=d.height,
+        width=d.width,
+        runtime=runtime,
+        batch_size=d.test_batch_size,
+        workers=args.workers,
+        metric=recipe.eval.metric,
+        mode=args.mode,
+        max_rank=recipe.eval.max_rank,
+        variants=[variant],
+        progress=True,
+    )[variant]
+    summary = {k: v for k, v in result.items() if k != "cmc"}
+    summary["protocol"] = {
+        "dataset": dataset.name,
+        "mode": args.mode,
+        "metric": recipe.eval.metric,
+        "flip": args.flip,
+        "rerank": args.rerank,
+        "checkpoint": str(args.checkpoint),
+    }
+    print(json.dumps(summary))
+    if args.out:
+        atomic_write_json(args.out, {**summary, "cmc": result["cmc"]})
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from reidlib.distributed import DistContext
+    from reidlib.engine import load_network, resolve_runtime
+    from reidlib.evaluation import extract_features
+    from reidlib.fileio import atomic_path
+
+    model, recipe = load_network(args.checkpoint)
+    recipe.train.device = args.device
+    runtime = resolve_runtime(recipe, DistContext())
+    model.to(runtime.device)
+    dataset = _dataset_for(recipe, args)
+    d = recipe.data
+    out = {}
+    for split in ("query", "gallery"):
+        records = getattr(dataset, split)
+        feats = extract_features(
+            model,
+            records,
+            height=d.height,
+            width=d.width,
+            runtime=runtime,
+            batch_size=d.test_batch_size,
+            workers=args.workers,
+            flip=args.flip,
+            progress=True,
+            desc=split,
+        )
+        out[split] = {
+            "features": feats,
+            "pids": torch.tensor([r.pid for r in records]),
+            "camids": torch.tensor([r.camid for r in records]),
+            "paths": [r.path for r in records],
+        }
+    with atomic_path(args.out) as tmp:
+        torch.save(out, tmp)
+    print(
+        f"wrote {args.out}: query {tuple(out['query']['features'].shape)}, "
+        f"gallery {tuple(out['gallery']['features'].shape)}"
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from reidlib.engine import load_network
+    from reidlib.export import export_onnx
+
+    model, recipe = load_network(args.checkpoint)
+    diff = export_onnx(
+        model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
+    )
+    print(f"wrote {args.onnx}" + ("" if diff is None else f"; onnxruntime vs torch max |diff| = {diff:.2e}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reidlib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset statistics and the synthetic set")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    st = dsub.add_parser("stats", help="images / ids / cameras per split")
+    st.add_argument("--dataset", required=True, help="market1501, dukemtmc, cuhk03_detected, ... or folder")
+    st.add_argument("--root", help="dataset folder or its parent (default: data/<dataset>)")
+    st.add_argument("--json", action="store_true", help="print {'train': {'images', 'ids', 'cameras'}, ...}")
+    st.set_defaults(func=_cmd_data_stats)
+    sy = dsub.add_parser("synth", help="write the synthetic Market-1501-layout dataset")
+    sy.add_argument("--out", required=True, help="folder to create")
+    sy.add_argument("--ids", type=int, default=None, help="identities per split (default: the demo size)")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    sy.set_defaults(func=_cmd_data_synth)
+
+    rc = sub.add_parser("recipes", help="list the shipped paper recipes")
+    rc.set_defaults(func=_cmd_recipes)
+
+    tr = sub.add_parser("train", help="train a recipe and evaluate it (torchrun for several GPUs)")
+    tr.add_argument("--config", required=True, help="recipe name (see `recipes`) or a YAML path")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set optim.epochs=5 (repeatable)",
+    )
+    tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
+    tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    tr.set_defaults(func=_cmd_train)
+
+    def checkpoint_args(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--checkpoint", required=True, help="last.pt of a run")
+        cmd.add_argument("--dataset", help="dataset name (default: the recipe's)")
+        cmd.add_argument("--root", help="dataset root (default: the recipe's)")
+        cmd.add_argument("--flip", action="store_true", help="average features of the image and its mirror")
+        cmd.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        cmd.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint (standard protocol by default)")
+    checkpoint_args(ev)
+    ev.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
+    ev.add_argument("--mode", default="standard", choices=["standard", "official"])
+    ev.add_argument("--out", help="also write the metrics (with the CMC) to this JSON file")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    ex = sub.add_parser("extract", help="write query/gallery embeddings to a .pt file")
+    checkpoint_args(ex)
+    ex.add_argument("--out", required=True, help="output .pt (features, pids, camids, paths per split)")
+    ex.set_defaults(func=_cmd_extract)
+
+    xp = sub.add_parser("export", help="export the embedding network to ONNX and check it with onnxruntime")
+    xp.add_argument("--checkpoint", required=True)
+    xp.add_argument("--onnx", required=True, help="output .onnx file")
+    xp.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    xp.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        if os.environ.get("REIDLIB_DEBUG"):
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2

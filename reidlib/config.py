@@ -1,0 +1,283 @@
+"""Typed recipes: dataclasses loaded from small YAML files, one per paper recipe.
+
+A recipe file may start with ``base: <recipe name>`` to inherit another recipe and override a few
+fields (nested mappings merge, lists and scalars replace). Unknown keys and wrongly typed values are
+refused with the dotted key that is wrong; ``--set a.b=value`` overrides go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reidlib.losses import LossTerm
+from reidlib.paths import recipes_dir
+
+
+class ConfigError(ValueError):
+    """A recipe key or value is not what the dataclasses below declare."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "market1501"  # a name known to reidlib.datasets.load_dataset
+    root: str | None = None  # None: reidlib.paths.data_root() / <dataset folder>
+    height: int = 256  # input size, both papers' 256x128 (Deep Miner: 384x128)
+    width: int = 128
+    num_identities: int = 16  # P identities per batch (both papers: 16)
+    num_instances: int = 4  # K images per identity (both papers: 4)
+    flip_p: float = 0.5  # random horizontal flip
+    pad: int = 10  # pad then random-crop back to size
+    erasing_p: float = 0.5  # random erasing (Zhong et al.), area 0.02-0.4, aspect >= 0.3
+    workers: int = 4  # DataLoader workers (0 = load in the main process)
+    cache_images: bool = False  # keep decoded images in memory (small datasets, CPU runs)
+    test_batch_size: int = 128
+
+
+@dataclass
+class ModelConfig:
+    name: str = "baseline"  # baseline | sen | deep_miner | bdb
+    backbone: str = "resnet50"
+    pretrained: bool | str = False  # True: torchvision ImageNet weights from the local cache
+    last_stride: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # network options (r1, r2, ie_blocks, ...)
+
+
+@dataclass
+class LossConfig:
+    terms: list[LossTerm] = field(default_factory=list)  # (branch, kind, weight) as in the papers
+    label_smoothing: float = 0.1  # epsilon of SEN eq. 6 / Deep Miner eq. 4
+    triplet_margin: float | None = 0.3  # None: soft margin (Deep Miner eq. 5)
+    center_lr: float = 0.5  # SGD learning rate of the centers (BoT convention)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | sgd
+    lr: float = 3.5e-4  # base learning rate reached after warmup
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    epochs: int = 120
+    warmup_epochs: int = 10  # lr(t) = lr * t / warmup_epochs for t <= warmup_epochs (1-based t)
+    milestones: list[int] = field(default_factory=lambda: [40, 70])  # lr *= gamma for t > milestone
+    gamma: float = 0.1
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10  # evaluate every N epochs, and always after the last one
+    metric: str = "cosine"  # cosine | euclidean
+    mode: str = "standard"  # standard (torchreid/fast-reid/BoT) | official (Market-1501 MATLAB)
+    flip: bool = False  # average the features of the image and its mirror
+    rerank: bool = False  # k-reciprocal re-ranking (Zhong et al. 2017)
+    max_rank: int = 50
+    final_variants: list[str] = field(default_factory=list)  # extra rows after the last epoch:
+    # any of plain, flip, rerank, flip+rerank (reported under "variants" in metrics.json)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16
+    channels_last: bool = True  # NHWC: the fast layout for convolutions on CUDA and on CPU (oneDNN)
+    compile: bool = False  # torch.compile the network
+    max_iters_per_epoch: int | None = None  # cap iterations per epoch (smoke runs)
+    checkpoint_every: int = 1  # write last.pt every N epochs (and after the last)
+    progress: bool = True  # tqdm progress bars
+
+
+@dataclass
+class Recipe:
+    name: str = "unnamed"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- typed conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against (and converted to) the annotation ``tp``; errors name ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover - programming error
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key '{where}{unknown[0]}'; {cls.__name__} has: {', '.join(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped in ``reidlib/recipes``."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    """A shipped recipe name (``sen_market1501``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file not found")
+        return path
+    shipped = recipes_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise ConfigError(
+            f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(recipe_names())}"
+        )
+    return shipped
+
+
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: recipe inheritance loops through {' -> '.join(map(str, seen))}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return _merge(_read_raw(resolve_recipe_path(base), (*seen, path)), raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.epochs=5")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a recipe, apply ``key=value`` overrides, and check every key and type."""
+    path = resolve_recipe_path(name_or_path)
+    raw = _read_raw(path)
+    raw.setdefault("name", path.stem)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: '{k}' is not a section")
+        node[keys[-1]] = value
+    recipe = _build(Recipe, raw)
+    validate(recipe)
+    return recipe
+
+
+def recipe_from_dict(values: dict[str, Any]) -> Recipe:
+    """Rebuild a recipe saved with ``Recipe.to_dict`` (checkpoints, params.json)."""
+    recipe = _build(Recipe, values)
+    validate(recipe)
+    return recipe
+
+
+def validate(recipe: Recipe) -> None:
+    """Checks across fields that types alone cannot express."""
+    o, d = recipe.optim, recipe.data
+    if o.name not in ("adam", "sgd"):
+        raise ConfigError(f"optim.name: expected adam or sgd, got {o.name!r}")
+    if o.epochs < 1 or o.warmup_epochs < 0:
+        raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
+    if sorted(o.milestones) != o.milestones:
+        raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
+    if d.num_identities < 2 or d.num_instances < 1:
+        raise ConfigError("data.num_identities must be >= 2 (triplets need two ids), data.num_instances >= 1")
+    if recipe.eval.metric not in ("cosine", "euclidean"):
+        raise ConfigError(f"eval.metric: expected cosine or euclidean, got {recipe.eval.metric!r}")
+    if recipe.eval.mode not in ("standard", "official"):
+        raise ConfigError(f"eval.mode: expected standard or official, got {recipe.eval.mode!r}")
+    if recipe.train.amp not in ("auto", "none", "bf16", "fp16"):
+        raise ConfigError(f"train.amp: expected auto, none, bf16 or fp16, got {recipe.train.amp!r}")
+    bad = set(recipe.eval.final_variants) - {"plain", "flip", "rerank", "flip+rerank"}
+    if bad:
+        raise ConfigError(f"eval.final_variants: unknown {sorted(bad)}; use plain, flip, rerank, flip+rerank")
+    if not recipe.loss.terms:
+        raise ConfigError("loss.terms: a recipe needs at least one loss term")

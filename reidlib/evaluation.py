@@ -1,0 +1,187 @@
+"""Test-time feature extraction and the evaluation protocol applied to a trained network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from reidlib.datasets.base import ImageRecord, ReidDataset
+from reidlib.distributed import DistContext, broadcast_buffers, gather_strided
+from reidlib.imagedata import build_test_loader
+from reidlib.metrics import evaluate_rank, pairwise_distance
+from reidlib.models import ReIDNetwork
+from reidlib.reranking import re_ranking
+from reidlib.transforms import build_test_transform
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a network runs: device, autocast dtype (None = fp32), memory format."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def images(self, images: Tensor) -> Tensor:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return images.to(self.device, non_blocking=True, memory_format=fmt)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+
+@torch.inference_mode()
+def extract_features(
+    model: ReIDNetwork,
+    records: Sequence[ImageRecord],
+    *,
+    height: int,
+    width: int,
+    runtime: Runtime,
+    batch_size: int = 128,
+    workers: int = 0,
+    flip: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+    desc: str = "extract",
+) -> Tensor:
+    """Test embeddings (N, D) float32 on the CPU, in the order of ``records``.
+
+    ``flip`` averages the embeddings of each image and its mirror. Under DDP each rank extracts
+    ``records[rank::world_size]`` and the rows are gathered back in order.
+    """
+    ctx = ctx or DistContext()
+    was_training = model.training
+    model.eval()
+    shard = list(records)[ctx.rank :: ctx.world_size]
+    loader = build_test_loader(
+        shard, build_test_transform(height, width), batch_size=batch_size, workers=workers
+    )
+    feats = []
+    for images, *_ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        images = runtime.images(images)
+        with runtime.autocast():
+            f = model.embed(images).float()
+            if flip:
+                f = (f + model.embed(images.flip(3)).float()) / 2
+        feats.append(f)
+    dim = model.embedding_dim
+    out = torch.cat(feats) if feats else torch.zeros(0, dim, device=runtime.device)
+    out = gather_strided(out, len(records), ctx)
+    model.train(was_training)
+    return out.cpu()
+
+
+def _ids(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([r.pid for r in records]), np.array([r.camid for r in records])
+
+
+def rank_features(
+    qf: Tensor,
+    gf: Tensor,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    *,
+    metric: str = "cosine",
+    mode: str = "standard",
+    rerank: bool = False,
+    max_rank: int = 50,
+) -> dict[str, Any]:
+    """Distances, optional k-reciprocal re-ranking, then ``evaluate_rank``; also returns the distmat."""
+    distmat = pairwise_distance(qf, gf, metric)
+    if rerank:
+        distmat = torch.from_numpy(
+            re_ranking(
+                distmat.numpy(),
+                pairwise_distance(qf, qf, metric).numpy(),
+                pairwise_distance(gf, gf, metric).numpy(),
+            )
+        )
+    q_pids, q_camids = _ids(query)
+    g_pids, g_camids = _ids(gallery)
+    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, mode=mode)
+    result["distmat"] = distmat
+    return result
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a run reports, as percentages: rank1/5/10, mAP, mINP, and the CMC curve."""
+    cmc = np.asarray(result["cmc"]) * 100
+    return {
+        "rank1": round(float(cmc[0]), 4),
+        "rank5": round(float(cmc[min(4, len(cmc) - 1)]), 4),
+        "rank10": round(float(cmc[min(9, len(cmc) - 1)]), 4),
+        "mAP": round(float(result["mAP"]) * 100, 4),
+        "mINP": round(float(result["mINP"]) * 100, 4),
+        "num_valid_queries": int(result["num_valid_queries"]),
+        "cmc": [round(float(v), 4) for v in cmc],
+    }
+
+
+def evaluate_network(
+    model: ReIDNetwork,
+    dataset: ReidDataset,
+    *,
+    height: int,
+    width: int,
+    runtime: Runtime,
+    batch_size: int = 128,
+    workers: int = 0,
+    metric: str = "cosine",
+    mode: str = "standard",
+    max_rank: int = 50,
+    variants: Sequence[str] = ("plain",),
+    ctx: DistContext | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate ``model`` on ``dataset``'s query/gallery for each variant.
+
+    Variants: ``plain``, ``flip`` (flip-averaged features), ``rerank`` and ``flip+rerank``. Features are
+    extracted once per flip setting. Returns ``{variant: summary}``; only rank 0 gets summaries under DDP
+    (other ranks get an empty dict).
+    """
+    ctx = ctx or DistContext()
+    broadcast_buffers(model, ctx)
+    unknown = set(variants) - {"plain", "flip", "rerank", "flip+rerank"}
+    if unknown:
+        raise ValueError(f"variants: unknown {sorted(unknown)}; expected plain, flip, rerank, flip+rerank")
+    feats: dict[bool, tuple[Tensor, Tensor]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        flip = variant.startswith("flip")
+        if flip not in feats:
+            kw = dict(
+                height=height,
+                width=width,
+                runtime=runtime,
+                batch_size=batch_size,
+                workers=workers,
+                flip=flip,
+                ctx=ctx,
+                progress=progress,
+            )
+            feats[flip] = (
+                extract_features(model, dataset.query, desc="query", **kw),
+                extract_features(model, dataset.gallery, desc="gallery", **kw),
+            )
+        if not ctx.is_main:
+            continue
+        qf, gf = feats[flip]
+        result = rank_features(
+            qf,
+            gf,
+            dataset.query,
+            dataset.gallery,
+            metric=metric,
+            mode=mode,
+            rerank=variant.endswith("rerank"),
+            max_rank=max_rank,
+        )
+        out[variant] = summarize(result)
+    return out

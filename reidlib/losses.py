@@ -1,0 +1,406 @@
+"""Training losses: label-smoothed ID loss, batch-hard triplet loss, center loss, and their weighted sum.
+
+The three losses are small functions of tensors (plus :class:`CenterLoss`, which owns the learnable
+centers). :class:`Criterion` combines them from a list of :class:`LossTerm` (data, not code), and the
+functions :func:`sen_terms`, :func:`deep_miner_terms`, :func:`bot_terms` and :func:`bdb_terms` write
+down the papers' term lists (SEN eq. 10, Deep Miner eq. 2, BoT, Batch DropBlock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reidlib.models.outputs import BranchOutput
+
+LOSS_KINDS = ("ce", "triplet", "center")
+
+# lambda of SEN eq. 10 (lambda_2) and of Deep Miner eq. 2; BoT uses the same value.
+CENTER_LOSS_WEIGHT = 5e-4
+
+# Squared distances are clamped to this before the square root, so that the gradient of sqrt stays
+# finite (1 / (2 * 1e-6)) when two features coincide.
+_MIN_SQUARED_DISTANCE = 1e-12
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input checks shared by the losses
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_batch(name: str, x: Tensor, pids: Tensor, pids_name: str) -> None:
+    """``x`` must be a (B, D) float tensor and ``pids`` a (B,) integer tensor."""
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a (B, D) tensor, got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not isinstance(pids, Tensor) or pids.dim() != 1:
+        shape = tuple(pids.shape) if isinstance(pids, Tensor) else type(pids).__name__
+        raise ValueError(f"{pids_name} must be a (B,) tensor of identity labels, got {shape}")
+    if pids.is_floating_point() or pids.is_complex() or pids.dtype == torch.bool:
+        raise ValueError(f"{pids_name} must be an integer tensor, got dtype {pids.dtype}")
+    if pids.numel() != x.shape[0]:
+        raise ValueError(
+            f"{pids_name} has {pids.numel()} labels but {name} has {x.shape[0]} rows (batch size B)"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch")
+
+
+def _check_label_range(pids: Tensor, num_classes: int, pids_name: str) -> None:
+    lo, hi = int(pids.min()), int(pids.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{pids_name} must lie in [0, {num_classes - 1}] (num_classes = {num_classes}), "
+            f"got values in [{lo}, {hi}]"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# ID loss
+# ---------------------------------------------------------------------------------------------------
+
+
+def cross_entropy_label_smooth(logits: Tensor, targets: Tensor, epsilon: float = 0.1) -> Tensor:
+    """Cross-entropy against label-smoothed targets, averaged over the batch (SEN eqs. 6-7, DM eqs. 3-4).
+
+    With N classes the target distribution is q_i = 1 - eps * (N - 1) / N for the true class and
+    q_i = eps / N for every other class; the loss is -sum_i q_i log p_i, p = softmax(logits), and the
+    batch mean is returned. ``epsilon = 0`` is plain cross-entropy.
+    """
+    _check_batch("logits", logits, targets, "targets")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
+    num_classes = logits.shape[1]
+    _check_label_range(targets, num_classes, "targets")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # softmax over hundreds of classes in half precision loses digits
+    log_probs = F.log_softmax(logits, dim=1)  # (B, N)
+    q = torch.full_like(log_probs, epsilon / num_classes)  # (B, N)
+    # eps/N + (1 - eps) = 1 - eps (N-1)/N on the true class
+    q.scatter_add_(1, targets.long()[:, None], torch.full_like(log_probs[:, :1], 1.0 - epsilon))
+    return -(q * log_probs).sum(dim=1).mean()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Triplet loss
+# ---------------------------------------------------------------------------------------------------
+
+
+def euclidean_distmat(x: Tensor, y: Tensor) -> Tensor:
+    """Euclidean distances between the rows of ``x`` (M, D) and ``y`` (N, D) -> (M, N).
+
+    Uses ||x||^2 + ||y||^2 - 2 x.y (one matrix product, no (M, N, D) tensor), clamped at 1e-12
+    before the square root so the gradient stays finite where two rows coincide. Half-precision
+    inputs are computed in float32, also under autocast: squared norms of 2048-d features overflow
+    float16, and the expansion cancels digits.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16) or y.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xx = x.pow(2).sum(dim=1, keepdim=True)  # (M, 1)
+        yy = y.pow(2).sum(dim=1, keepdim=True).t()  # (1, N)
+        d2 = xx + yy - 2.0 * (x @ y.t())  # (M, N)
+        return d2.clamp(min=_MIN_SQUARED_DISTANCE).sqrt()
+
+
+def _check_pk_batch(pids: Tensor) -> None:
+    """Batch-hard mining needs >= 2 identities and >= 2 images of every identity in the batch."""
+    uniq, counts = torch.unique(pids, return_counts=True)
+    if uniq.numel() < 2:
+        raise ValueError(
+            f"pids: batch-hard triplet loss needs at least 2 identities in the batch (a negative "
+            f"for every anchor), got {uniq.numel()} (pids = {pids.tolist()}); sample P x K batches"
+        )
+    lonely = uniq[counts < 2]
+    if lonely.numel() > 0:
+        raise ValueError(
+            f"pids: batch-hard triplet loss needs at least 2 images of every identity in the batch "
+            f"(a positive for every anchor); identities with one image: {lonely.tolist()}; "
+            f"sample P x K batches with K >= 2"
+        )
+
+
+def hardest_pairs(feats: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
+    """For each anchor, the distance to its hardest positive and to its hardest negative.
+
+    Returns (d_ap, d_an), each (B,): d_ap = max over the other images of the anchor's identity (the
+    anchor itself excluded), d_an = min over the images of the other identities. Euclidean distances.
+    """
+    _check_batch("feats", feats, pids, "pids")
+    _check_pk_batch(pids)
+    distmat = euclidean_distmat(feats, feats)  # (B, B)
+    same = pids[:, None] == pids[None, :]  # (B, B)
+    eye = torch.eye(len(pids), dtype=torch.bool, device=feats.device)
+    pos_mask = same & ~eye
+    d_ap = distmat.masked_fill(~pos_mask, float("-inf")).amax(dim=1)  # (B,)
+    d_an = distmat.masked_fill(same, float("inf")).amin(dim=1)  # (B,)
+    return d_ap, d_an
+
+
+def batch_hard_triplet(feats: Tensor, pids: Tensor, margin: float | None = 0.3) -> Tensor:
+    """Batch-hard triplet loss (Hermans et al.; SEN eq. 8), or its soft-margin form (Deep Miner eq. 5).
+
+    For every anchor a of the P x K batch: d_ap = distance to the farthest image of the same identity,
+    d_an = distance to the closest image of another identity (Euclidean, :func:`hardest_pairs`).
+
+    - ``margin`` a number: mean over anchors of max(d_ap - d_an + margin, 0) (eq. 8).
+    - ``margin=None``: mean over anchors of softplus(d_ap - d_an) = log(1 + exp(d_ap - d_an)).
+      Deep Miner eq. 5 writes a SUM over the P*K anchors; reidlib takes the MEAN, as common
+      implementations do, so the soft-margin term has the same per-anchor scale as the batch-mean
+      ID loss and the hinge form, and the unit weights of eq. 2 keep their meaning whatever the
+      batch size (a sum would weigh the triplet term 64 times more than CE at P x K = 16 x 4).
+
+    Raises ValueError when ``pids`` has fewer than 2 identities, or an identity with a single image
+    (every anchor needs a positive and a negative).
+    """
+    if margin is not None and not (margin >= 0 and math.isfinite(margin)):
+        raise ValueError(f"margin must be a finite number >= 0 or None (soft margin), got {margin}")
+    d_ap, d_an = hardest_pairs(feats, pids)
+    if margin is None:
+        return F.softplus(d_ap - d_an).mean()
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Center loss
+# ---------------------------------------------------------------------------------------------------
+
+
+class CenterLoss(nn.Module):
+    """Center loss (Wen et al.; SEN eq. 9, Deep Miner eq. 6) with BoT's normalisation.
+
+    forward(feats, pids) = (1 / B) * sum_i ||f_i - c_{y_i}||^2, the batch MEAN of squared Euclidean
+    distances to the identity centers, WITHOUT the factor 1/2. The papers write 1/2 * sum over the
+    batch; reidlib follows BoT (Luo et al.), whose implementation returns the batch mean, because the
+    weight 0.0005 that both papers use was tuned at that scale. (BoT also clamps the distances to
+    [1e-12, 1e12]; that guards a square root that is not taken here, so reidlib does not clamp.)
+
+    ``centers`` (num_classes, feat_dim) start as standard normal samples. They are meant to be trained
+    by their own optimiser (BoT: SGD, lr 0.5) after :meth:`Criterion.rescale_center_grads`.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int) -> None:
+        super().__init__()
+        if not (isinstance(num_classes, int) and num_classes > 0):
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if not (isinstance(feat_dim, int) and feat_dim > 0):
+            raise ValueError(f"feat_dim must be a positive int, got {feat_dim!r}")
+        self.num_classes = num_classes
+        self.feat_dim = feat_dim
+        self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
+
+    def forward(self, feats: Tensor, pids: Tensor) -> Tensor:
+        _check_batch("feats", feats, pids, "pids")
+        if feats.shape[1] != self.feat_dim:
+            raise ValueError(
+                f"feats has dimension {feats.shape[1]} but the centers have feat_dim = {self.feat_dim}"
+            )
+        _check_label_range(pids, self.num_classes, "pids")
+        diff = feats - self.centers[pids.long()]  # (B, D)
+        return diff.pow(2).sum(dim=1).mean()
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Weighted sum of terms
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted loss on one branch: ``weight * kind(outputs[branch])``.
+
+    kind "ce" uses the branch's logits, "triplet" and "center" its pre-BN feature ``feat``.
+    """
+
+    branch: str  # e.g. "global", "bs", "ms", "ie1", "local"
+    kind: str  # "ce" | "triplet" | "center"
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.branch, str) or not self.branch or "." in self.branch:
+            raise ValueError(f"LossTerm.branch must be a non-empty name without '.', got {self.branch!r}")
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"LossTerm.kind must be one of {LOSS_KINDS}, got {self.kind!r}")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w > 0 and math.isfinite(w)):
+            raise ValueError(
+                f"LossTerm.weight must be a finite number > 0, got {w!r} ({self.branch}/{self.kind})"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"{self.branch}/{self.kind}"
+
+
+class Criterion(nn.Module):
+    """The total training loss: sum over ``terms`` of weight * loss.
+
+    - "ce": :func:`cross_entropy_label_smooth` of the branch's logits (eps = ``label_smoothing``).
+    - "triplet": :func:`batch_hard_triplet` of the branch's ``feat`` (``triplet_margin``; None selects
+      the soft-margin form of Deep Miner eq. 5).
+    - "center": the branch's own :class:`CenterLoss` on ``feat``; its dimension is ``feat_dims[branch]``.
+
+    ``forward(outputs, pids)`` returns ``(total, logs)``: ``total`` the weighted sum (a tensor to
+    backpropagate), ``logs`` a dict of detached 0-d tensors with each WEIGHTED term under "branch/kind"
+    (e.g. "global/ce", "ms/ce", "global/triplet", "global/center") and their sum under "total". They
+    stay on the device so the training loop can average them without a GPU sync per iteration.
+
+    The centers are trained by a separate optimiser (BoT convention, NOTES.md): give it
+    :meth:`center_parameters`, and call :meth:`rescale_center_grads` between ``backward()`` and its
+    ``step()``.
+    """
+
+    def __init__(
+        self,
+        terms: Sequence[LossTerm],
+        num_classes: int,
+        feat_dims: Mapping[str, int],
+        *,
+        label_smoothing: float = 0.1,
+        triplet_margin: float | None = 0.3,
+    ) -> None:
+        super().__init__()
+        terms = tuple(terms)
+        if not terms:
+            raise ValueError("terms is empty: a Criterion needs at least one LossTerm")
+        seen: set[str] = set()
+        for term in terms:
+            if not isinstance(term, LossTerm):
+                raise ValueError(f"terms must hold LossTerm objects, got {term!r}")
+            if term.name in seen:
+                raise ValueError(f"terms names {term.name!r} twice; each (branch, kind) may appear once")
+            seen.add(term.name)
+        if not (isinstance(num_classes, int) and num_classes > 0):
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        if triplet_margin is not None and not (triplet_margin >= 0 and math.isfinite(triplet_margin)):
+            raise ValueError(f"triplet_margin must be a finite number >= 0 or None, got {triplet_margin}")
+        self.terms = terms
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.triplet_margin = triplet_margin
+        self.centers = nn.ModuleDict()
+        for term in terms:
+            if term.kind != "center":
+                continue
+            if term.branch not in feat_dims:
+                raise ValueError(
+                    f"feat_dims has no entry for branch {term.branch!r} (needed by its center loss); "
+                    f"feat_dims names {sorted(feat_dims)}"
+                )
+            self.centers[term.branch] = CenterLoss(num_classes, int(feat_dims[term.branch]))
+
+    def center_parameters(self) -> Iterator[nn.Parameter]:
+        """The learnable centers, for their own optimiser (empty when no term is a center loss)."""
+        return self.centers.parameters()
+
+    @torch.no_grad()
+    def rescale_center_grads(self) -> None:
+        """Multiply each branch's center gradient by 1 / weight of its center term (BoT convention).
+
+        The loss weight (0.0005) is meant to scale the centers' pull on the FEATURES only; undoing it on
+        the centers' own gradient lets them move at the rate set by their optimiser (SGD lr 0.5). Call
+        once per iteration, after ``backward()`` and before the center optimiser's ``step()``.
+        """
+        for term in self.terms:
+            if term.kind != "center":
+                continue
+            centers = self.centers[term.branch].centers
+            if centers.grad is not None:
+                centers.grad.mul_(1.0 / term.weight)
+
+    def forward(self, outputs: Mapping[str, BranchOutput], pids: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        missing = sorted({t.branch for t in self.terms if t.branch not in outputs})
+        if missing:
+            raise ValueError(
+                f"the loss terms name branch(es) {missing} that the model outputs do not have; "
+                f"outputs has branches {list(outputs)} (recipe and model do not match)"
+            )
+        total: Tensor | None = None
+        logs: dict[str, Tensor] = {}
+        for term in self.terms:
+            out = outputs[term.branch]
+            if term.kind == "ce":
+                value = cross_entropy_label_smooth(out.logits, pids, self.label_smoothing)
+            elif term.kind == "triplet":
+                value = batch_hard_triplet(out.feat, pids, self.triplet_margin)
+            else:
+                value = self.centers[term.branch](out.feat, pids)
+            weighted = term.weight * value
+            logs[term.name] = weighted.detach()
+            total = weighted if total is None else total + weighted
+        assert total is not None  # terms is non-empty
+        logs["total"] = total.detach()
+        return total, logs
+
+    def extra_repr(self) -> str:
+        terms = ", ".join(f"{t.weight:g}*{t.name}" for t in self.terms)
+        margin = "soft" if self.triplet_margin is None else f"{self.triplet_margin:g}"
+        return f"terms=[{terms}], label_smoothing={self.label_smoothing:g}, triplet_margin={margin}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The papers' term lists
+# ---------------------------------------------------------------------------------------------------
+
+
+def sen_terms(use_bs: bool = True, use_ms: bool = True) -> list[LossTerm]:
+    """SEN eq. 10: L = L_ID1 + 0.5 L_ID2 + L_ID3 + L_tri + 0.0005 L_center.
+
+    ID1: CE of the global branch "global"; ID2: CE of the background-suppression branch "bs"
+    (lambda_1 = 0.5); ID3: CE of the maximum-activation-suppression branch "ms"; triplet (margin 0.3,
+    set in the Criterion) and center loss (lambda_2) on "global". ``use_bs`` / ``use_ms`` drop a
+    branch's term for the ablations of SEN Table 2.
+    """
+    terms = [LossTerm("global", "ce")]
+    if use_bs:
+        terms.append(LossTerm("bs", "ce", 0.5))
+    if use_ms:
+        terms.append(LossTerm("ms", "ce"))
+    terms += [LossTerm("global", "triplet"), LossTerm("global", "center", CENTER_LOSS_WEIGHT)]
+    return terms
+
+
+def deep_miner_terms(branches: Sequence[str]) -> list[LossTerm]:
+    """Deep Miner eq. 2 for each branch: L_ID + L_triplet + 0.0005 L_center, summed over ``branches``.
+
+    The triplet is the soft-margin form of eq. 5: build the Criterion with ``triplet_margin=None``.
+    """
+    branches = list(branches)
+    if not branches or len(set(branches)) != len(branches):
+        raise ValueError(f"branches must be a non-empty list of distinct branch names, got {branches}")
+    terms = []
+    for br in branches:
+        terms += [LossTerm(br, "ce"), LossTerm(br, "triplet"), LossTerm(br, "center", CENTER_LOSS_WEIGHT)]
+    return terms
+
+
+def bot_terms() -> list[LossTerm]:
+    """BoT (Luo et al.): CE + triplet (margin 0.3) + 0.0005 center, all on "global"."""
+    return [
+        LossTerm("global", "ce"),
+        LossTerm("global", "triplet"),
+        LossTerm("global", "center", CENTER_LOSS_WEIGHT),
+    ]
+
+
+def bdb_terms() -> list[LossTerm]:
+    """Batch DropBlock (Dai et al., ICCV 2019): CE + batch-hard triplet on "global" and on "drop"; no
+    center loss."""
+    return [
+        LossTerm("global", "ce"),
+        LossTerm("global", "triplet"),
+        LossTerm("drop", "ce"),
+        LossTerm("drop", "triplet"),
+    ]

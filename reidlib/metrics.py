@@ -1,0 +1,413 @@
+"""Retrieval metrics for person re-identification: CMC, mAP and mINP, plus the distance matrix.
+
+Two protocols (see /work/shared/papers/NOTES.md, "Evaluation protocol"):
+
+- ``"standard"``: what torchreid, fast-reid and BoT compute, and what the SEN and Deep Miner papers
+  report. For each query the gallery is ranked by increasing distance (ties broken by gallery index,
+  a stable sort); gallery items with the query's pid AND camera are junk and removed; a query with no
+  remaining match is skipped. AP is the non-interpolated mean of the precision at each match; mINP
+  (Ye et al., "Deep Learning for Person Re-identification: A Survey") is the number of matches over the
+  1-based position of the last one. CMC, mAP and mINP are averaged over the valid queries.
+- ``"official"``: the Market-1501 MATLAB code (``compute_AP.m``): same junk rule (pid -1 images were
+  dropped at load time), "good" = same pid from another camera, trapezoidal AP. Every query counts: a
+  query without a good match contributes AP = CMC = mINP = 0 (our choice; the MATLAB code never meets
+  one on Market-1501). mINP uses the standard per-query value.
+
+In both modes a filtered gallery shorter than max_rank pads the CMC with its last value, and a problem
+where no query has a good match is an error rather than a row of zeros.
+
+Only the positions of the query's matches (good and junk) in the ranked list matter, so after the sort
+each chunk of queries is reduced to the sparse list of match positions and every metric is computed
+from that list with vectorised numpy, without a per-query Python loop. Chunks keep memory bounded
+(an MSMT17 problem is 11,659 x 82,161). On CPU a float32 distmat is sorted through packed uint64 keys
+(``stable_sort_keys``), float64 with a stable argsort; a CUDA distmat with ``torch.sort`` on its GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "CPU_CHUNK_ELEMENTS",
+    "MODES",
+    "evaluate_rank",
+    "pairwise_distance",
+    "stable_sort_keys",
+]
+
+MODES = ("standard", "official")
+# Queries per chunk = budget // num_g (at least 1). On CPU a chunk's 8-byte sort keys should stay
+# cache-sized (1M elements = 8 MB: measured ~2x faster than 8M); on GPU bigger chunks are better.
+CHUNK_ELEMENTS = 8_000_000
+CPU_CHUNK_ELEMENTS = 1_000_000
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+# --------------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------------
+def _shape(x) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def _as_distmat(distmat) -> np.ndarray | torch.Tensor:
+    """A 2-D float32/float64 numpy array, or a CUDA tensor (kept on its device)."""
+    if isinstance(distmat, torch.Tensor):
+        distmat = distmat.detach()
+        if distmat.ndim != 2:
+            raise ValueError(f"distmat must be 2-D (num_q, num_g), got shape {_shape(distmat)}")
+        if distmat.dtype not in (torch.float32, torch.float64):
+            if distmat.is_floating_point() or distmat.dtype == torch.bool:
+                distmat = distmat.float()
+            elif distmat.is_complex():
+                raise ValueError(f"distmat must hold real distances, got dtype {distmat.dtype}")
+            else:
+                distmat = distmat.double()
+        if distmat.is_cuda:
+            return distmat
+        return distmat.cpu().numpy()
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (num_q, num_g), got shape {distmat.shape}")
+    if distmat.dtype.kind in "iub":
+        distmat = distmat.astype(np.float64)
+    elif distmat.dtype.kind == "f" and distmat.dtype not in (np.float32, np.float64):
+        distmat = distmat.astype(np.float32)
+    elif distmat.dtype.kind != "f":
+        raise ValueError(f"distmat must hold real distances, got dtype {distmat.dtype}")
+    return distmat
+
+
+def _as_ids(ids, name: str, expected: int, distmat_shape: tuple[int, int]) -> np.ndarray:
+    """A 1-D integer numpy array of length ``expected``; ``name`` is the argument, for the message."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.detach().cpu().numpy()
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.shape[0] != expected:
+        raise ValueError(
+            f"{name} has shape {ids.shape}, but distmat has shape {distmat_shape}: expected ({expected},)"
+        )
+    if ids.dtype.kind not in "iu":
+        if ids.size == 0:
+            return ids.astype(np.int64)
+        raise ValueError(f"{name} must hold integer ids, got dtype {ids.dtype}")
+    return ids
+
+
+def _encode(q_ids: np.ndarray, g_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map ids to dense int32 codes (same code = same id): cheaper to gather than int64."""
+    _, inverse = np.unique(np.concatenate([q_ids, g_ids]), return_inverse=True)
+    inverse = inverse.astype(np.int32)
+    return inverse[: len(q_ids)], inverse[len(q_ids) :]
+
+
+def _raise_on_nan(distmat, start: int, rows: int) -> None:
+    """Count the NaN in distmat[start:] and raise a ValueError saying how many, if there are any."""
+    count = 0
+    for s in range(start, distmat.shape[0], rows):
+        chunk = distmat[s : s + rows]
+        if isinstance(chunk, torch.Tensor):
+            count += int(torch.isnan(chunk).sum().item())
+        else:
+            count += int(np.count_nonzero(np.isnan(chunk)))
+    if count:
+        raise ValueError(
+            f"distmat contains {count} NaN value(s) (counted from query row {start} on) out of "
+            f"{distmat.shape[0] * distmat.shape[1]}: distances must be finite (+inf is allowed)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# sorting
+# --------------------------------------------------------------------------------------------------
+def stable_sort_keys(dist: np.ndarray, flags: np.ndarray | None = None, out: np.ndarray | None = None):
+    """uint64 keys whose plain sort is the stable sort of each row of a float32 ``dist`` (R, G).
+
+    High 32 bits: the float mapped to order-preserving uint32 bits (``+0.0`` added first so that
+    ``-0.0 == +0.0``; negative floats: ``~bits``, others: ``bits | 0x80000000``). Low 32 bits:
+    ``(column << 8) | flag``, with ``flags`` an optional (R, G) bool array carried along. Keys are
+    unique, so ties fall back to the column index whatever the flags; after sorting, the column is
+    ``(key & 0xFFFFFFFF) >> 8`` and the flag ``key & 1``. numpy's SIMD integer sort of these keys is
+    about 4x faster than a stable float argsort. NaN must be excluded by the caller; G < 2**24.
+    """
+    if dist.dtype != np.float32 or dist.ndim != 2:
+        raise ValueError(f"stable_sort_keys needs a 2-D float32 array, got {dist.dtype} {dist.shape}")
+    num_rows, num_cols = dist.shape
+    if num_cols >= 2**24:
+        raise ValueError(f"rows of {num_cols} columns do not fit the 24-bit column index")
+    keys = np.empty((num_rows, num_cols), dtype=np.uint64) if out is None else out  # (R, G)
+    if _LITTLE_ENDIAN and num_rows > 0:  # write both halves in place through 32-bit views
+        halves = keys.view(np.uint32)  # (R, 2G)
+        high, low = halves[:, 1::2], halves[:, 0::2]
+        np.add(dist, np.float32(0.0), out=high.view(np.float32))
+        sign = np.right_shift(high.view(np.int32), 31)  # (R, G) all ones where negative, else 0
+        sign |= np.int32(-(2**31))
+        high ^= sign.view(np.uint32)
+        np.left_shift(np.arange(num_cols, dtype=np.uint32), 8, out=low[0])
+        low[1:] = low[0]
+        if flags is not None:
+            low |= flags
+        return keys
+    bits = np.add(dist, np.float32(0.0), order="C").view(np.uint32)  # (R, G)
+    sign = (bits.view(np.int32) >> 31).view(np.uint32)
+    sign |= np.uint32(0x80000000)
+    bits ^= sign
+    keys[...] = bits
+    keys <<= np.uint64(32)
+    keys |= np.arange(num_cols, dtype=np.uint64) << np.uint64(8)
+    if flags is not None:
+        keys |= flags
+    return keys
+
+
+def _stable_argsort_float64(chunk: np.ndarray) -> np.ndarray:
+    """Row-wise stable argsort: numpy's fast unstable argsort (~6x faster than kind="stable" on
+    Market rows), then the rows that hold equal values re-sorted by (run of equal values, index)."""
+    order = np.argsort(chunk, axis=1)  # (R, G), ties in any order
+    values = np.take_along_axis(chunk, order, axis=1)  # (R, G) sorted
+    same = values[:, 1:] == values[:, :-1]  # (R, G - 1) -0.0 == +0.0 and inf == inf are ties
+    tied = np.flatnonzero(same.any(axis=1))
+    if len(tied):
+        run = np.zeros((len(tied), chunk.shape[1]), dtype=np.uint64)  # (T, G) index of the run
+        np.cumsum(~same[tied], axis=1, dtype=np.uint64, out=run[:, 1:])
+        run <<= np.uint64(32)
+        run |= order[tied].astype(np.uint64)
+        run.sort(axis=1)
+        order[tied] = (run & np.uint64(0xFFFFFFFF)).astype(order.dtype)
+    return order
+
+
+def _chunk_matches_numpy(chunk, q_pids, q_camids, g_pids, g_camids, buf):
+    """Matches (same pid) of a chunk of queries as (row, 0-based ranked position, same camera),
+    sorted by (row, position). ``buf`` is a reusable (R, G) uint64 array for the float32 path."""
+    match = g_pids[None, :] == q_pids[:, None]  # (R, G), gallery order
+    if chunk.dtype == np.float32:
+        keys = stable_sort_keys(chunk, flags=match, out=buf[: len(chunk)])  # (R, G)
+        keys.sort(axis=1)
+        if _LITTLE_ENDIAN:
+            rows, cols = np.nonzero(keys.view(np.uint8)[:, 0::8])  # lowest byte = the match flag
+        else:
+            rows, cols = np.nonzero(keys & np.uint64(1))
+        gidx = ((keys[rows, cols] & np.uint64(0xFFFFFFFF)) >> np.uint64(8)).astype(np.int64)
+    else:
+        order = _stable_argsort_float64(chunk)  # (R, G)
+        rows, cols = np.nonzero(np.take_along_axis(match, order, axis=1))
+        gidx = order[rows, cols]
+    return rows, cols, g_camids[gidx] == q_camids[rows]
+
+
+def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids, buf=None):
+    order = torch.sort(chunk, dim=1, stable=True).indices  # (R, G)
+    match = g_pids[order] == q_pids[:, None]  # (R, G)
+    rows, cols = torch.nonzero(match, as_tuple=True)  # row-major: sorted by (row, col)
+    junk = g_camids[order[rows, cols]] == q_camids[rows]
+    return rows.cpu().numpy(), cols.cpu().numpy(), junk.cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# per-query statistics from the sparse list of match positions
+# --------------------------------------------------------------------------------------------------
+def _query_stats(rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows: int) -> dict:
+    """Per-query statistics of a block of queries from its matches (same pid), sorted by (row, col).
+
+    rows: query index within the block; cols: 0-based position in the full ranked gallery; junk: the
+    match shares the query's camera (removed). Returns arrays of length ``num_rows``.
+    """
+    qidx = np.arange(num_rows)
+    # position in the filtered list = position in the full list minus the junk items before it
+    junk_csum = np.concatenate([[0], np.cumsum(junk, dtype=np.int64)])  # (M + 1,)
+    row_start = np.searchsorted(rows, qidx, side="left")  # (num_rows,)
+    junk_before = junk_csum[:-1] - junk_csum[row_start[rows]]  # (M,)
+    good = ~junk
+    g_rows = rows[good]
+    fpos = (cols[good] + 1 - junk_before[good]).astype(np.float64)  # 1-based filtered position
+    g_start = np.searchsorted(g_rows, qidx, side="left")
+    g_end = np.searchsorted(g_rows, qidx, side="right")
+    num_good = g_end - g_start  # (num_rows,)
+    hits = (np.arange(len(g_rows)) - g_start[g_rows] + 1).astype(np.float64)  # i-th match of its query
+    valid = num_good > 0
+    denom = np.maximum(num_good, 1).astype(np.float64)
+
+    # standard AP: mean over the matches of the precision at the match (non-interpolated)
+    ap_std = np.bincount(g_rows, weights=hits / fpos, minlength=num_rows) / denom
+    # official AP (compute_AP.m): trapezoid between the precision one position earlier (1.0 before
+    # the first position) and the precision at the match, times the recall step 1 / ngood
+    prev_prec = np.ones_like(fpos)
+    np.divide(hits - 1.0, fpos - 1.0, out=prev_prec, where=fpos > 1)
+    ap_off = np.bincount(g_rows, weights=(prev_prec + hits / fpos) / 2.0, minlength=num_rows) / denom
+
+    first_pos = np.zeros(num_rows, dtype=np.int64)
+    last_pos = np.ones(num_rows, dtype=np.float64)
+    first_pos[valid] = fpos[g_start[valid]]
+    last_pos[valid] = fpos[g_end[valid] - 1]
+    inp = np.where(valid, num_good / last_pos, 0.0)
+    return {"valid": valid, "ap_std": ap_std, "ap_off": ap_off, "inp": inp, "first_pos": first_pos}
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+def evaluate_rank(
+    distmat,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank: int = 50,
+    mode: str = "standard",
+    chunk_rows: int | None = None,
+) -> dict:
+    """CMC, mAP and mINP of a query-gallery distance matrix (smaller distance = more similar).
+
+    Args:
+        distmat: (num_q, num_g) distances, numpy array or torch tensor (CPU or CUDA; a CUDA tensor is
+            ranked on its GPU). float32 and float64 are used as they are. +inf is allowed (ranks last),
+            NaN is not.
+        q_pids, g_pids, q_camids, g_camids: 1-D integer ids (numpy or torch), of length num_q / num_g.
+            Junk pid -1 images must have been dropped at load time; pid 0 distractors simply never match.
+        max_rank: length of the returned CMC. A filtered gallery shorter than max_rank pads the CMC with
+            its last value (peer code crashes there).
+        mode: ``"standard"`` (torchreid / fast-reid / BoT; queries without a match are skipped) or
+            ``"official"`` (Market-1501 MATLAB code: trapezoidal AP, and every query counts, one without
+            a good match adding AP = CMC = mINP = 0). See the module docstring.
+        chunk_rows: queries per chunk; default ``CPU_CHUNK_ELEMENTS // num_g`` on CPU and
+            ``CHUNK_ELEMENTS // num_g`` on GPU (at least 1).
+
+    Returns:
+        ``{"cmc": float64 (max_rank,), "mAP": float, "mINP": float, "num_valid_queries": int}``,
+        fractions in [0, 1]; num_valid_queries counts queries with at least one good match.
+
+    Raises:
+        ValueError: bad shapes, NaN distances, max_rank < 1, unknown mode, or no query with a match.
+
+    Rounding: the sums run in float64 in a different order from peer code, so results agree with
+    torchreid's to ~1e-15 (torchreid's CMC is averaged in float32, ours in float64).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    max_rank = int(max_rank)
+    distmat = _as_distmat(distmat)
+    num_q, num_g = _shape(distmat)
+    q_pids = _as_ids(q_pids, "q_pids", num_q, (num_q, num_g))
+    g_pids = _as_ids(g_pids, "g_pids", num_g, (num_q, num_g))
+    q_camids = _as_ids(q_camids, "q_camids", num_q, (num_q, num_g))
+    g_camids = _as_ids(g_camids, "g_camids", num_g, (num_q, num_g))
+    on_gpu = isinstance(distmat, torch.Tensor)
+    if chunk_rows is None:
+        budget = CHUNK_ELEMENTS if on_gpu else CPU_CHUNK_ELEMENTS
+        chunk_rows = max(1, budget // max(num_g, 1))
+    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+
+    q_pids, g_pids = _encode(q_pids, g_pids)
+    q_camids, g_camids = _encode(q_camids, g_camids)
+    if on_gpu:
+        _raise_on_nan(distmat, 0, chunk_rows)
+        dev = distmat.device
+        q_pids, g_pids, q_camids, g_camids = (
+            torch.as_tensor(a.astype(np.int64), device=dev) for a in (q_pids, g_pids, q_camids, g_camids)
+        )
+        chunk_matches, buf = _chunk_matches_torch, None
+    else:
+        chunk_matches = _chunk_matches_numpy
+        buf = np.empty((min(chunk_rows, num_q), num_g), dtype=np.uint64)  # sort keys, reused
+
+    cmc_hist = np.zeros(max_rank + 2, dtype=np.int64)  # queries whose first match is at position k
+    n_valid = 0
+    sum_ap_std = sum_ap_off = sum_inp = 0.0
+    pending, n_pending, first_q = [], 0, 0  # sparse matches of queries first_q.. not yet reduced
+    for s in range(0, num_q, chunk_rows):
+        e = min(s + chunk_rows, num_q)
+        chunk = distmat[s:e]  # (R, G)
+        if not on_gpu and np.isnan(chunk).any():
+            _raise_on_nan(distmat, s, chunk_rows)
+        rows, cols, junk = chunk_matches(chunk, q_pids[s:e], q_camids[s:e], g_pids, g_camids, buf)
+        pending.append((rows + (s - first_q), cols, junk))
+        n_pending += len(rows)
+        if n_pending < CHUNK_ELEMENTS // 8 and e < num_q:
+            continue  # the per-query reduction runs on many chunks at once
+        st = _query_stats(*(np.concatenate(p) for p in zip(*pending, strict=True)), e - first_q)
+        pending, n_pending, first_q = [], 0, e
+        valid = st["valid"]
+        n_valid += int(valid.sum())
+        sum_ap_std += float(st["ap_std"][valid].sum())
+        sum_ap_off += float(st["ap_off"][valid].sum())
+        sum_inp += float(st["inp"][valid].sum())
+        cmc_hist += np.bincount(np.minimum(st["first_pos"][valid], max_rank + 1), minlength=max_rank + 2)
+
+    if n_valid == 0:
+        raise ValueError(
+            f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a match "
+            "needs the same pid from another camera)"
+        )
+    denom = float(n_valid if mode == "standard" else num_q)
+    cmc = np.cumsum(cmc_hist[1 : max_rank + 1]).astype(np.float64) / denom
+    mean_ap = (sum_ap_std if mode == "standard" else sum_ap_off) / denom
+    return {"cmc": cmc, "mAP": mean_ap, "mINP": sum_inp / denom, "num_valid_queries": n_valid}
+
+
+_METRICS = ("euclidean", "cosine")
+
+
+def _as_features(x, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    x = x.detach()
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (num, dim), got shape {_shape(x)}")
+    if not x.is_floating_point():
+        x = x.float()
+    elif x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return x
+
+
+def pairwise_distance(
+    qf, gf, metric: str = "euclidean", chunk_elements: int = CHUNK_ELEMENTS
+) -> torch.Tensor:
+    """(num_q, num_g) float32 distances between query features qf (num_q, d) and gallery gf (num_g, d).
+
+    ``"euclidean"``: true (not squared) Euclidean distance through ``|q|^2 + |g|^2 - 2 q.g``; the tiny
+    negatives that expansion produces are clamped to 0 before the square root, so identical vectors are
+    at ~0 (about 1e-3 x the feature norm in float32, not exactly 0). ``"cosine"``: 1 - cosine
+    similarity, features L2-normalised inside (an all-zero feature is at distance 1 from everything),
+    clamped to [0, 2]. Tensors stay on their device (CPU or CUDA); float64 features are computed in
+    float64 and the result cast to float32. The gallery is processed in blocks of about
+    ``chunk_elements`` output elements to bound the temporaries.
+    """
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    qf = _as_features(qf, "qf")
+    gf = _as_features(gf, "gf")
+    if qf.shape[1] != gf.shape[1]:
+        raise ValueError(
+            f"qf and gf must have the same feature dimension, got qf {_shape(qf)} and gf {_shape(gf)}"
+        )
+    if qf.device != gf.device:
+        raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
+    dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
+    qf, gf = qf.to(dtype), gf.to(dtype)
+    num_q, num_g = qf.shape[0], gf.shape[0]
+    out = torch.empty((num_q, num_g), dtype=torch.float32, device=qf.device)  # (num_q, num_g)
+    block = max(1, chunk_elements // max(num_q, 1))
+    if metric == "cosine":
+        qf = torch.nn.functional.normalize(qf, dim=1)
+        gf = torch.nn.functional.normalize(gf, dim=1)
+    else:
+        q_sq = (qf * qf).sum(dim=1, keepdim=True)  # (num_q, 1)
+    for s in range(0, num_g, block):
+        g = gf[s : s + block]  # (b, d)
+        if metric == "cosine":
+            d = (1.0 - qf @ g.T).clamp_(0.0, 2.0)  # (num_q, b)
+        else:
+            g_sq = (g * g).sum(dim=1)[None, :]  # (1, b)
+            d = torch.addmm(q_sq + g_sq, qf, g.T, beta=1.0, alpha=-2.0)  # (num_q, b) squared
+            d = d.clamp_(min=0.0).sqrt_()
+        out[:, s : s + block] = d
+    return out

@@ -1,0 +1,80 @@
+"""SEN, the Self-Erasing Network (Fan et al., Sensors 2021, Fig. 3).
+
+Three branches on one ResNet backbone output A (B, C, h, w):
+
+- global: GAP(A) -> BNNeck (CE + triplet + center);
+- BS, background suppression: M1 erases the floor(r1*h*w) LOWEST positions of F(A) = sum_c |A_c|^p
+  (eqs. 1-4), then GAP -> BNNeck (CE, weight lambda1 = 0.5);
+- MS, maximum-activation suppression: two fresh Bottlenecks give B, M2 erases the floor(r2*h*w)
+  HIGHEST positions of F(B) (eq. 5), then global MAX pooling -> BNNeck (CE).
+
+Test embedding: concat(global, MS) after the BN, with MS computed without M2 (erasing is the identity
+in eval), 2 x C = 4096-d for ResNet-50 (NOTES.md). The rows of Table 2 are ``use_bs``/``use_ms``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from reidlib.erasing import Erase, low_activation_mask, top_activation_mask
+from reidlib.models.backbone import ResNetBackbone, bottleneck
+from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
+from reidlib.models.network import ReIDNetwork, check_fraction, check_num_classes
+from reidlib.models.outputs import ModelOutput
+
+
+class SEN(ReIDNetwork):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        backbone: str = "resnet50",
+        pretrained: bool | str | Path = False,
+        last_stride: int = 1,
+        use_bs: bool = True,
+        use_ms: bool = True,
+        r1: float = 0.1,
+        r2: float = 0.25,
+        p: float = 2,
+    ):
+        super().__init__()
+        check_num_classes(num_classes)
+        check_fraction("r1", r1, closed=False)
+        check_fraction("r2", r2, closed=False)
+        if p <= 0:
+            raise ValueError(f"p: expected a positive exponent, got {p}")
+        self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        c = self.backbone.out_channels
+        self.global_neck = BNNeck(c, num_classes)
+        self.feat_dims = {"global": c}
+        self.use_bs, self.use_ms = use_bs, use_ms
+        if use_bs:
+            self.bs_erase = Erase(low_activation_mask, ratio=r1, p=p)
+            self.bs_neck = BNNeck(c, num_classes)
+            self.feat_dims["bs"] = c
+        if use_ms:
+            self.ms_blocks = nn.Sequential(bottleneck(c), bottleneck(c))
+            self.ms_erase = Erase(top_activation_mask, ratio=r2, p=p)
+            self.ms_neck = BNNeck(c, num_classes)
+            self.feat_dims["ms"] = c
+        self.embedding_branches = ("global", "ms") if use_ms else ("global",)
+
+    def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
+        """A (backbone output) and, with the MS branch, B (after the two bottlenecks), unerased."""
+        self.check_images(images)
+        maps = {"backbone": self.backbone(images)}
+        if self.use_ms:
+            maps["ms"] = self.ms_blocks(maps["backbone"])
+        return maps
+
+    def forward(self, images: Tensor) -> ModelOutput:
+        maps = self.feature_maps(images)
+        a = maps["backbone"]  # (B, C, h, w)
+        out = {"global": self.global_neck(global_avg_pool(a))}
+        if self.use_bs:
+            out["bs"] = self.bs_neck(global_avg_pool(self.bs_erase(a)))  # A' = A * M1 (eq. 4)
+        if self.use_ms:
+            out["ms"] = self.ms_neck(global_max_pool(self.ms_erase(maps["ms"])))  # B * M2, then GMP
+        return out

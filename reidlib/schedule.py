@@ -1,0 +1,22 @@
+"""The learning-rate curve of BoT, SEN (eq. 11) and Deep Miner: linear warmup, then steps.
+
+lr(t) = lr * t / W                       for 1 <= t <= W (W warmup epochs)
+lr(t) = lr * gamma ** #{m : t > m}       afterwards (m the milestones)
+
+With lr 3.5e-4, W 10, milestones 40 and 70 this is BoT's and Deep Miner's curve (3.5e-5 at t = 1, 3.5e-4
+at t = 10..40, 3.5e-5 at 41..70, 3.5e-6 after). SEN's eq. 11 is the same shape with 4.5e-4 and
+milestones 45 and 90; its printed warmup "4.5e-5 x t/10" is read as the typo NOTES.md describes.
+The rate is set once per epoch (t is 1-based), as in the papers.
+"""
+
+from __future__ import annotations
+
+from reidlib.config import OptimConfig
+
+
+def lr_at(epoch: int, optim: OptimConfig) -> float:
+    if epoch < 1:
+        raise ValueError(f"epoch: epochs are 1-based, got {epoch}")
+    if epoch <= optim.warmup_epochs:
+        return optim.lr * epoch / optim.warmup_epochs
+    return optim.lr * optim.gamma ** sum(epoch > m for m in optim.milestones)

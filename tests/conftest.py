@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny synthetic dataset (through the real parser) and a tiny recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reidlib.config import Recipe, load_recipe
+from reidlib.datasets import make_synthetic
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """8 train ids, 6 test ids (about 220 images of 128x64), written once per test session."""
+    return make_synthetic(
+        tmp_path_factory.mktemp("data") / "synthetic", num_train_ids=8, num_test_ids=6, seed=0
+    )
+
+
+def tiny_recipe(root: Path, *overrides: str) -> Recipe:
+    """The smoke recipe shrunk to seconds: 64x32 input, P x K = 4 x 2, 3 iterations per epoch."""
+    return load_recipe(
+        "smoke",
+        [
+            f"data.root={root}",
+            "data.height=64",
+            "data.width=32",
+            "data.num_identities=4",
+            "data.num_instances=2",
+            "optim.epochs=2",
+            "optim.warmup_epochs=1",
+            "optim.milestones=[1]",
+            "eval.every=1",
+            "train.max_iters_per_epoch=3",
+            "train.progress=false",
+            *overrides,
+        ],
+    )

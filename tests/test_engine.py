@@ -1,0 +1,195 @@
+"""The training engine: run folder, exact resume after a kill, NaN handling, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_recipe
+
+from reidlib.checkpoint import CheckpointError, load_checkpoint
+from reidlib.datasets import DatasetError
+from reidlib.engine import RunFolderError, TrainingDiverged, load_network, train
+from reidlib.losses import Criterion
+
+
+def test_tiny_run_writes_a_self_describing_folder(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    metrics = train(tiny_recipe(tiny_synthetic), out)
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "log.jsonl", "metrics.json", "params.json"]
+    params = json.loads((out / "params.json").read_text())
+    env = params["environment"]
+    for key in ("git_sha", "git_dirty", "torch", "torchvision", "cuda", "device", "python"):
+        assert key in env
+    assert params["recipe"]["name"] == "smoke" and params["seed"] == 0
+    assert params["dataset"]["train"] == {
+        "images": params["dataset"]["train"]["images"],
+        "ids": 8,
+        "cameras": 6,
+    }
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]["losses"]) == {"global/ce", "global/triplet", "global/center", "total"}
+    assert rows[0]["lr"] == pytest.approx(3.5e-4) and rows[1]["lr"] == pytest.approx(3.5e-5)
+    assert rows[0]["images_per_s"] > 0 and rows[1]["metrics"]["mAP"] >= 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("rank1", "rank5", "rank10", "mAP", "mINP"):
+        assert 0 <= saved[key] <= 100
+    assert saved["protocol"]["mode"] == "standard" and saved["protocol"]["num_query"] > 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["num_classes"] == 8
+
+
+def _run_cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reidlib", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(tiny_synthetic, tmp_path):
+    sets = [
+        "--set",
+        f"data.root={tiny_synthetic}",
+        "--set",
+        "data.height=64",
+        "--set",
+        "data.width=32",
+        "--set",
+        "data.num_identities=4",
+        "--set",
+        "data.num_instances=2",
+        "--set",
+        "optim.epochs=3",
+        "--set",
+        "optim.warmup_epochs=1",
+        "--set",
+        "optim.milestones=[2]",
+        "--set",
+        "eval.every=3",
+        "--set",
+        "train.max_iters_per_epoch=6",
+        "--set",
+        "train.progress=false",
+    ]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = _run_cli(["train", "--config", "smoke", "--out", str(whole), *sets])
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+
+    proc = _run_cli(["train", "--config", "smoke", "--out", str(killed), *sets])
+    deadline = time.time() + 600
+    while not (killed / "last.pt").exists():  # first written at the end of epoch 1
+        assert proc.poll() is None and time.time() < deadline, (
+            proc.stdout.read() if proc.poll() else "timeout"
+        )
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists()
+    epoch_at_kill = load_checkpoint(killed / "last.pt")["epoch"]
+    assert epoch_at_kill < 3
+
+    proc = _run_cli(["train", "--config", "smoke", "--out", str(killed), "--resume", *sets])
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    for key in ("rank1", "rank5", "rank10", "mAP", "mINP", "cmc"):
+        assert a[key] == b[key], key
+    wa, wb = load_checkpoint(whole / "last.pt")["model"], load_checkpoint(killed / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    log = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]  # no epoch logged twice
+    assert json.loads((killed / "params.json").read_text())["resumes"][0]["from_epoch"] == epoch_at_kill + 1
+
+
+def test_nan_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    good = (out / "last.pt").read_bytes()
+    original = Criterion.forward
+
+    def poisoned(self, outputs, pids):
+        total, logs = original(self, outputs, pids)
+        return total * float("nan"), logs | {"total": logs["total"] * float("nan")}
+
+    monkeypatch.setattr(Criterion, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="epoch 2"):
+        train(tiny_recipe(tiny_synthetic, "optim.epochs=3"), out, resume=True)
+    assert (out / "last.pt").read_bytes() == good
+
+
+def test_run_folder_misuse(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        train(tiny_recipe(tiny_synthetic), out, resume=True)
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    with pytest.raises(RunFolderError, match="--resume"):
+        train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+
+
+def test_checkpoint_of_another_model_or_class_count_is_refused(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    other = tiny_recipe(
+        tiny_synthetic, "optim.epochs=2", "model.name=sen", "loss.terms=[{branch: global, kind: ce}]"
+    )
+    with pytest.raises(CheckpointError, match="model.name='baseline'.*model.name='sen'"):
+        train(other, out, resume=True)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    ckpt["num_classes"] = 99
+    torch.save(ckpt, out / "last.pt")
+    with pytest.raises(CheckpointError, match="99 classes.*8"):
+        train(tiny_recipe(tiny_synthetic, "optim.epochs=2"), out, resume=True)
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(CheckpointError, match="bad.pt.*corrupt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a reidlib checkpoint"):
+        load_network(foreign)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_truncated_checkpoint_is_refused(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    data = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="last.pt"):
+        load_checkpoint(out / "last.pt")
+
+
+def test_missing_dataset_root_is_named(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetError, match=str(missing)):
+        train(tiny_recipe(missing, "data.dataset=folder"), tmp_path / "run")
+
+
+def test_load_network_restores_the_embedding(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    model, recipe = load_network(out / "last.pt")
+    assert not model.training and recipe.model.name == "baseline"
+    x = torch.randn(2, 3, 64, 32)
+    state = load_checkpoint(out / "last.pt")["model"]
+    assert torch.equal(model.state_dict()["global_neck.bn.weight"], state["global_neck.bn.weight"])
+    assert model.embed(x).shape == (2, 512)
+    assert Path(out / "last.pt").stat().st_size > 0
