@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -58,5 +58,5 @@ def environment(device: torch.device) -> dict[str, object]:
         "device": device_description(device),
         "platform": platform.platform(),
         "command": " ".join(sys.argv),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }

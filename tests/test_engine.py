@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_recipe
 
 from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.datasets import DatasetError
 from reidlib.engine import RunFolderError, TrainingDiverged, load_network, train
 from reidlib.losses import Criterion
+
+from conftest import tiny_recipe
 
 
 def test_tiny_run_writes_a_self_describing_folder(tiny_synthetic, tmp_path):

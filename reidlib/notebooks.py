@@ -1,0 +1,169 @@
+"""Run the numbered notebooks headless with papermill into ``results/<run_id>/``.
+
+``python -m reidlib notebooks run --params demo`` executes every ``notebooks/NN_*.ipynb`` with the
+parameters in ``notebooks/params/<notebook>/<params>.yaml`` (the committed demo and GPU settings),
+each writing its figures, tables and metrics under ``results/<run_id>/<notebook>/`` and its executed
+copy as ``results/<run_id>/<notebook>.ipynb``. Parameter files and ``--set`` values are checked
+against each notebook's cell tagged ``parameters`` before anything runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from reidlib.fileio import atomic_write_json
+from reidlib.paths import repo_root, results_root
+from reidlib.provenance import git_state
+
+
+class NotebookRunError(ValueError):
+    """A parameter file, a parameter name or a notebook is not what the runner expects."""
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
+    """The numbered notebooks in order; ``only`` selects by stem or number prefix (``03``)."""
+    paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return paths
+    chosen = [p for p in paths if any(p.stem == o or p.stem.startswith(f"{o}_") for o in only)]
+    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(f"{o}_") for p in paths)]
+    if missing:
+        raise NotebookRunError(f"no notebook matches {missing}; notebooks: {[p.stem for p in paths]}")
+    return chosen
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (literals only, by convention)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise NotebookRunError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    params = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                params[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError as err:
+                raise NotebookRunError(
+                    f"{path}: parameter {node.targets[0].id} is not a literal ({err})"
+                ) from err
+    return params
+
+
+def params_file(notebook: Path, params: str) -> Path:
+    return notebooks_dir() / "params" / notebook.stem / f"{params}.yaml"
+
+
+def available_params(notebook: Path) -> list[str]:
+    return sorted(p.stem for p in (notebooks_dir() / "params" / notebook.stem).glob("*.yaml"))
+
+
+@dataclass
+class NotebookJob:
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -> list[NotebookJob]:
+    """Resolve and check every notebook's parameters; raises before any notebook runs."""
+    parsed = []
+    for text in overrides:
+        if "=" not in text:
+            raise NotebookRunError(f"--set {text!r}: expected name=value")
+        name, value = text.split("=", 1)
+        parsed.append((name.strip(), yaml.safe_load(value)))
+    jobs, used = [], set()
+    for nb in notebook_paths(only):
+        path = params_file(nb, params)
+        if not path.is_file():
+            raise NotebookRunError(
+                f"{nb.stem}: no parameter file {path.relative_to(repo_root())}; "
+                f"available: {available_params(nb) or 'none'}"
+            )
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise NotebookRunError(f"{path}: expected a mapping of parameter names to values")
+        declared = declared_parameters(nb)
+        for name, value in parsed:
+            if name in declared:
+                values[name] = value
+                used.add(name)
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise NotebookRunError(
+                f"{path.relative_to(repo_root())}: unknown parameter(s) {unknown} for {nb.stem}; "
+                f"it declares {sorted(declared)}"
+            )
+        jobs.append(NotebookJob(nb, values))
+    unused = sorted({n for n, _ in parsed} - used)
+    if unused:
+        raise NotebookRunError(f"--set {unused}: no selected notebook declares such a parameter")
+    return jobs
+
+
+def run(
+    params: str = "demo",
+    *,
+    only: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+) -> Path:
+    """Execute the notebooks; returns the run folder. Raises on the first notebook that fails."""
+    import papermill
+
+    jobs = plan(params, only, overrides)
+    run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel must be this interpreter (with reidlib installed), whatever PATH says.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    record: dict[str, Any] = {"params": params, "overrides": list(overrides), **git_state(), "notebooks": []}
+    for job in jobs:
+        stem = job.notebook.stem
+        parameters = {**job.parameters}
+        if "output_dir" in declared_parameters(job.notebook):
+            parameters["output_dir"] = str((run_dir / stem).resolve())
+        start = time.perf_counter()
+        entry = {"notebook": stem, "parameters": parameters, "status": "failed"}
+        record["notebooks"].append(entry)
+        try:
+            papermill.execute_notebook(
+                str(job.notebook),
+                str(run_dir / f"{stem}.ipynb"),
+                parameters=parameters,
+                cwd=str(notebooks_dir()),
+                progress_bar=False,
+                kernel_name="python3",
+            )
+            entry["status"] = "ok"
+        finally:
+            entry["seconds"] = round(time.perf_counter() - start, 1)
+            atomic_write_json(run_dir / "run.json", record)
+        print(f"{stem}: {entry['status']} in {entry['seconds']} s", flush=True)
+    return run_dir
+
+
+def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | None) -> int:
+    try:
+        run_dir = run(params, only=only, overrides=overrides, out=out)
+    except Exception as err:  # papermill's execution error carries the failing cell
+        name = type(err).__name__
+        print(f"error: {name}: {err}", file=sys.stderr)
+        return 1
+    print(f"results: {run_dir}")
+    print(json.dumps({"run_dir": str(run_dir)}))
+    return 0

@@ -1,0 +1,312 @@
+"""Reading run folders back: the provenance of every row a notebook labels "ours".
+
+A run folder is what :func:`reidlib.engine.train` writes: ``params.json`` (resolved recipe, dataset
+statistics, git SHA and dirty flag, device), ``log.jsonl`` (one line per epoch) and, once the last
+epoch is evaluated, ``metrics.json`` (rank1/5/10, mAP, mINP in %, the protocol and the "variants":
+plain, flip, rerank, flip+rerank). :func:`read_run` reads one folder; :func:`runs_table` turns many into
+one row per run with the budget and the provenance beside the numbers; :func:`variants_table` lists
+the evaluation variants (flip, re-ranking) of each run, one row per (run, variant).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+VARIANTS = ("plain", "flip", "rerank", "flip+rerank")
+# recipe model.name -> the network's short name (the folder names under results/market1501_cpu/)
+NETWORK_NAMES = {"baseline": "bot", "sen": "sen", "deep_miner": "deep_miner", "bdb": "bdb"}
+NETWORK_LABELS = {"bot": "BoT", "sen": "SEN", "deep_miner": "Deep Miner", "bdb": "BDB"}
+NETWORK_ORDER = ("bot", "bdb", "sen", "deep_miner")
+BACKBONE_LABELS = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
+                   "resnet101": "ResNet-101", "resnet152": "ResNet-152"}
+
+RUN_COLUMNS = [
+    "run", "network", "recipe", "dataset", "backbone", "pretrained", "input", "epochs", "planned_epochs",
+    "max_iters_per_epoch", "status", *METRICS, "num_query", "num_gallery", "mode", "metric",
+    "budget", "device", "git_sha", "git_dirty", "started", "train_time_s", "folder",
+]
+
+
+class RunReadError(ValueError):
+    """A run folder is incomplete or one of its files is not what the engine writes."""
+
+
+# ----------------------------------------------------------------------------- one folder
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunReadError(f"{path.parent}: incomplete run folder, {path.name} is missing")
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as err:
+        raise RunReadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise RunReadError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``log.jsonl`` (one JSON object per epoch); [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise RunReadError(f"{path}, line {number}: not valid JSON ({err})") from err
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise RunReadError(f"{path}, line {number}: expected an object with an 'epoch' key")
+        rows.append(row)
+    return rows
+
+
+def _check_params(params: dict[str, Any], path: Path) -> None:
+    recipe = params.get("recipe")
+    if not isinstance(recipe, dict) or not all(k in recipe for k in ("name", "data", "model", "optim")):
+        raise RunReadError(f"{path}: no 'recipe' with name, data, model and optim (not written by reidlib?)")
+
+
+def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
+    missing = [k for k in ("rank1", "mAP") if not isinstance(metrics.get(k), (int, float))]
+    if missing:
+        raise RunReadError(f"{path}: expected numbers under {missing} (rank1/mAP in %)")
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """``{"folder", "params", "metrics", "log"}`` of a finished run; raises :class:`RunReadError`
+    naming the folder and the file when ``params.json`` or ``metrics.json`` is missing or malformed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunReadError(f"{folder}: no such run folder")
+    params = _read_json(folder / "params.json")
+    _check_params(params, folder / "params.json")
+    if not (folder / "metrics.json").is_file():
+        done = read_log(folder / "log.jsonl")
+        planned = params["recipe"]["optim"].get("epochs", "?")
+        raise RunReadError(
+            f"{folder}: incomplete run folder, metrics.json is missing "
+            f"({len(done)} of {planned} epochs logged: still training, or stopped early)"
+        )
+    metrics = _read_json(folder / "metrics.json")
+    _check_metrics(metrics, folder / "metrics.json")
+    return {"folder": folder, "params": params, "metrics": metrics, "log": read_log(folder / "log.jsonl")}
+
+
+def run_status(folder: str | Path) -> str:
+    """``"finished"``, ``"running: epoch e/E"`` (params.json but no metrics.json yet) or
+    ``"not a run folder"``."""
+    folder = Path(folder)
+    if not (folder / "params.json").is_file():
+        return "not a run folder"
+    if (folder / "metrics.json").is_file():
+        return "finished"
+    params = _read_json(folder / "params.json")
+    _check_params(params, folder / "params.json")
+    log = read_log(folder / "log.jsonl")
+    done = max((r["epoch"] for r in log), default=0)
+    return f"running: epoch {done}/{params['recipe']['optim'].get('epochs', '?')}"
+
+
+# ----------------------------------------------------------------------------- budget and provenance
+
+
+def budget_label(recipe: dict[str, Any], device: str | None = None) -> str:
+    """What a run could afford, in words: ``"ResNet-18, from scratch, 128x64, 20 epochs, CPU"``."""
+    m, d, o, t = recipe["model"], recipe["data"], recipe["optim"], recipe.get("train", {})
+    parts = [
+        BACKBONE_LABELS.get(m.get("backbone"), str(m.get("backbone"))),
+        "ImageNet-pretrained" if m.get("pretrained") else "from scratch",
+        f"{d['height']}x{d['width']}",
+    ]
+    epochs = f"{o['epochs']} epoch" + ("s" if o["epochs"] != 1 else "")
+    if t.get("max_iters_per_epoch"):
+        epochs += f" x {t['max_iters_per_epoch']} iters"
+    parts.append(epochs)
+    if device:
+        parts.append("GPU" if not device.lower().startswith("cpu") else "CPU")
+    return ", ".join(parts)
+
+
+def network_name(recipe: dict[str, Any]) -> str:
+    """Short network name from the recipe's model: bot, sen, deep_miner, bdb."""
+    name = recipe["model"]["name"]
+    return NETWORK_NAMES.get(name, name)
+
+
+def _flatten(run: dict[str, Any] | None, params: dict[str, Any], folder: Path, status: str) -> dict[str, Any]:
+    recipe = params["recipe"]
+    env = params.get("environment", {})
+    d, m = recipe["data"], recipe["model"]
+    row: dict[str, Any] = {
+        "run": folder.name,
+        "network": network_name(recipe),
+        "recipe": recipe["name"],
+        "dataset": params.get("dataset", {}).get("name", d.get("dataset")),
+        "backbone": m.get("backbone"),
+        "pretrained": bool(m.get("pretrained")),
+        "input": f"{d['height']}x{d['width']}",
+        "planned_epochs": recipe["optim"]["epochs"],
+        "max_iters_per_epoch": recipe.get("train", {}).get("max_iters_per_epoch"),
+        "status": status,
+        "budget": budget_label(recipe, env.get("device")),
+        "device": env.get("device"),
+        "git_sha": env.get("git_sha"),
+        "git_dirty": env.get("git_dirty"),
+        "started": env.get("started"),
+        "folder": str(folder),
+    }
+    if run is None:
+        log = read_log(folder / "log.jsonl")
+        row["epochs"] = max((r["epoch"] for r in log), default=0)
+        row["train_time_s"] = round(sum(r.get("epoch_time_s", 0.0) for r in log), 1)
+        return row
+    metrics = run["metrics"]
+    protocol = metrics.get("protocol", {})
+    row.update({k: metrics.get(k, math.nan) for k in METRICS})
+    row.update(
+        epochs=metrics.get("epoch", recipe["optim"]["epochs"]),
+        train_time_s=metrics.get("train_time_s"),
+        num_query=protocol.get("num_query"),
+        num_gallery=protocol.get("num_gallery"),
+        mode=protocol.get("mode"),
+        metric=protocol.get("metric"),
+    )
+    for variant, values in metrics.get("variants", {}).items():
+        for k in METRICS:
+            if k in values:
+                row[f"{variant}_{k}"] = values[k]
+    return row
+
+
+def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Run folders (folders holding a params.json): ``source`` itself when it is one, else every run
+    folder below it (any depth), or the union over a list of such paths. Paths that do not exist
+    contribute nothing."""
+    if isinstance(source, (str, Path)):
+        sources = [Path(source)]
+    else:
+        sources = [Path(s) for s in source]
+    found: list[Path] = []
+    for path in sources:
+        if (path / "params.json").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.rglob("params.json")))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def runs_table(source: str | Path | Iterable[str | Path], *, unfinished: str = "skip") -> pd.DataFrame:
+    """One row per run below ``source`` (see :func:`find_runs`): network, recipe, dataset, backbone,
+    input size, epochs, rank1/5/10, mAP, mINP, each variant's numbers as ``<variant>_<metric>``
+    columns (``flip_rank1``, ``rerank_mAP``...), the budget in words, git SHA, dirty flag, device,
+    start date and training wall time.
+
+    ``unfinished``: what to do with a folder that has params.json but no metrics.json yet: ``"skip"``
+    it, ``"include"`` it (status "running: epoch e/E", metrics NaN), or ``"raise"``.
+    """
+    if unfinished not in ("skip", "include", "raise"):
+        raise ValueError(f"unfinished: expected skip, include or raise, got {unfinished!r}")
+    rows = []
+    for folder in find_runs(source):
+        if (folder / "metrics.json").is_file() or unfinished == "raise":
+            run = read_run(folder)
+            rows.append(_flatten(run, run["params"], folder, "finished"))
+        elif unfinished == "include":
+            params = _read_json(folder / "params.json")
+            _check_params(params, folder / "params.json")
+            rows.append(_flatten(None, params, folder, run_status(folder)))
+    df = pd.DataFrame(rows)
+    for col in RUN_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.Series(dtype=float if col in METRICS else object)
+    variant_cols = [c for c in df.columns if c not in RUN_COLUMNS]
+    return df[RUN_COLUMNS[:RUN_COLUMNS.index("num_query")] + variant_cols
+              + RUN_COLUMNS[RUN_COLUMNS.index("num_query"):]]
+
+
+def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP", "mINP")) -> pd.DataFrame:
+    """The evaluation variants of each finished run in ``runs`` (a :func:`runs_table`), one row per
+    (run, variant): plain, flip (features of the image and its mirror averaged), rerank (k-reciprocal
+    re-ranking), flip+rerank; only the variants a run evaluated."""
+    metrics = list(metrics)
+    rows = []
+    for _, run in runs.iterrows():
+        for variant in VARIANTS:
+            cols = [f"{variant}_{k}" for k in metrics]
+            if all(c in run.index and pd.notna(run[c]) for c in cols):
+                rows.append({"run": run["run"], "network": run["network"], "variant": variant,
+                             **{k: run[c] for k, c in zip(metrics, cols, strict=True)}})
+    return pd.DataFrame(rows, columns=["run", "network", "variant", *metrics])
+
+
+def sort_networks(df: pd.DataFrame, column: str = "network") -> pd.DataFrame:
+    """Rows in the order BoT, BDB, SEN, Deep Miner (others after, by name)."""
+    order = {n: i for i, n in enumerate(NETWORK_ORDER)}
+    key = df[column].map(lambda n: (order.get(n, len(order)), str(n)))
+    return df.iloc[sorted(range(len(df)), key=lambda i: key.iloc[i])].reset_index(drop=True)
+
+
+def gains_over_reference(
+    runs: pd.DataFrame,
+    reference: str = "bot",
+    metrics: Iterable[str] = ("rank1", "mAP", "mINP"),
+    *,
+    by: str = "network",
+    within: Iterable[str] = ("dataset", "budget"),
+) -> pd.DataFrame:
+    """``runs`` with ``gain_<metric>`` columns: each row's metric minus the ``reference`` row's (the
+    row whose ``by`` column equals ``reference``) among the rows with the same ``within`` columns (same
+    dataset and same budget), in percentage points; NaN where there is no such reference."""
+    metrics, within = list(metrics), list(within)
+    out = runs.copy()
+    for k in metrics:
+        out[f"gain_{k}"] = math.nan
+    for _, idx in out.groupby(within, dropna=False).groups.items():
+        group = out.loc[idx]
+        ref = group[group[by] == reference]
+        if len(ref) != 1:
+            continue
+        for k in metrics:
+            out.loc[idx, f"gain_{k}"] = group[k] - float(ref[k].iloc[0])
+    return out
+
+
+def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs in the schema of ``data/paper_results`` (paper, table, row, method, venue,
+    backbone, dataset, rank1, mAP, score, notes) with ``paper = "ours"`` and the provenance (budget,
+    git SHA, device, date, run folder) in ``notes``, so our rows can stand beside the published ones."""
+    rows = []
+    for _, r in runs.iterrows():
+        if r["status"] != "finished":
+            continue
+        sha = (r["git_sha"] or "unknown")[:7] + (" (dirty)" if r["git_dirty"] else "")
+        date = str(r["started"] or "")[:10]
+        rows.append({
+            "paper": "ours",
+            "table": "measured",
+            "row": r["run"],
+            "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours)",
+            "venue": "this repo",
+            "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
+            "dataset": r["dataset"],
+            "rank1": r["rank1"],
+            "mAP": r["mAP"],
+            "score": round((r["rank1"] + r["mAP"]) / 2, 1),
+            "notes": f"measured: {r['budget']}; git {sha}; {r['device']}; {date}; {r['folder']}",
+        })
+    columns = ["paper", "table", "row", "method", "venue", "backbone", "dataset", "rank1", "mAP", "score",
+               "notes"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,1 @@
+"""Plots for the notebooks: each function returns a matplotlib Figure (one module per topic)."""

@@ -1,0 +1,394 @@
+"""Our numbers beside the published ones: ablation grids, the four networks, state-of-the-art tables.
+
+- :func:`ablation_figure`: one grid (SEN Table 2, Deep Miner Tables 1-4, the r2 / tau sweeps) as dot
+  plots, published values on top and ours below, each on its own y-range with the gain over the grid's
+  reference row written at each point (a smoke budget and a paper budget differ by tens of points;
+  what can be compared is the ordering and the gains);
+- :func:`network_figure`: our four networks at one budget (rank-1, mAP, mINP, and the evaluation
+  variants flip / re-ranking);
+- :func:`sota_rows` and :func:`sota_scatter`: a dataset's published comparison tables (SEN Tables 3-4,
+  Deep Miner Tables 5-8) with our measured rows, as a table and a rank-1 vs mAP scatter.
+
+Figures are built without pyplot (no global state, nothing shown twice); colours are Okabe-Ito.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from reidlib.reporting import FIGURE_DPI
+from reidlib.runs import NETWORK_LABELS, VARIANTS
+
+# Okabe-Ito, safe for the common colour-vision deficiencies
+PAPER_COLOR, OURS_COLOR = "#0072B2", "#D55E00"
+PAPER_COLORS = {"sen": "#E69F00", "deep_miner": "#56B4E9"}  # other published methods, by source paper
+OWN_COLORS = {"sen": "#D55E00", "deep_miner": "#0072B2"}  # each paper's own method
+MEASURED_COLOR = "#009E73"
+METRIC_COLORS = {"rank1": "#0072B2", "mAP": "#E69F00", "mINP": "#009E73"}
+METRIC_LABELS = {"rank1": "rank-1", "mAP": "mAP", "mINP": "mINP", "rank5": "rank-5", "rank10": "rank-10"}
+DATASET_LABELS = {"market1501": "Market-1501", "dukemtmc": "DukeMTMC-reID", "cuhk03_labeled": "CUHK03 (L)",
+                  "cuhk03_detected": "CUHK03 (D)", "msmt17": "MSMT17", "synthetic": "synthetic"}
+PAPER_LABELS = {"sen": "SEN", "deep_miner": "Deep Miner", "ours": "ours"}
+SOTA_TABLES = {("sen", 3), ("sen", 4), ("deep_miner", 5), ("deep_miner", 6), ("deep_miner", 7), ("deep_miner", 8)}
+OWN_METHOD_NOTE = "this paper's method"
+
+
+def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(width, height), dpi=FIGURE_DPI)
+    FigureCanvasAgg(fig)  # a renderer for text extents (label placement) and for PNG output
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def dataset_label(name: str) -> str:
+    return DATASET_LABELS.get(name, name)
+
+
+def _padded_limits(values: Sequence[float], min_pad: float = 1.0) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return 0.0, 100.0
+    lo, hi = min(vals), max(vals)
+    pad = max(min_pad, 0.25 * (hi - lo))
+    return max(0.0, lo - pad), min(100.0, hi + pad * 1.6)
+
+
+# ----------------------------------------------------------------------------- ablation grids
+
+
+def ablation_figure(
+    compare: pd.DataFrame,
+    table: str,
+    *,
+    title: str | None = None,
+    param: str | None = None,
+    metrics: Sequence[str] = ("rank1", "mAP"),
+) -> Figure:
+    """One grid of :func:`reidlib.ablations.compare_with_paper` as dot plots: a row of panels per source
+    (published, ours), a column per metric. Table grids put the rows on x in grid order, draw the
+    reference (first) row as a dashed line and write ``value (gain)`` at each point; sweeps (``param``
+    set) put the swept value on x and draw rows without a value (the baseline) as a dotted line."""
+    d = compare[compare["table"] == table]
+    if d.empty:
+        raise ValueError(f"compare has no rows for table {table!r}; it has {sorted(set(compare['table']))}")
+    labels = list(dict.fromkeys(d["row"]))
+    sources = [s for s in ("paper", "ours") if (d["source"] == s).any()]
+    fig, axes = _figure(5.2 * len(metrics), 3.4 * len(sources) + 0.6, len(sources), len(metrics))
+    for i, source in enumerate(sources):
+        s = d[d["source"] == source]
+        ds = ", ".join(dataset_label(x) for x in dict.fromkeys(s["dataset"]))
+        who = "published" if source == "paper" else "ours"
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            color = PAPER_COLOR if source == "paper" else OURS_COLOR
+            if param is None:
+                _table_panel(ax, s, labels, metric, color)
+            else:
+                _sweep_panel(ax, s, metric, color, param)
+            ax.set_title(f"{who}: {METRIC_LABELS.get(metric, metric)} ({ds})", fontsize=10)
+            ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (%)")
+            ax.grid(axis="y", alpha=0.3)
+    ours = d[d["source"] == "ours"]
+    note = "ours: " + "; ".join(dict.fromkeys(ours["budget"])) if len(ours) else "ours: no runs"
+    if "paper" in sources:
+        note = "published: the paper's recipe (ResNet-50, ImageNet-pretrained).   " + note
+    fig.suptitle(title or table, fontsize=12)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="0.3", wrap=True)
+    return fig
+
+
+def _table_panel(ax: Axes, s: pd.DataFrame, labels: list[str], metric: str, color: str) -> None:
+    values = [float(s.loc[s["row"] == lab, metric].iloc[0]) if (s["row"] == lab).any() else math.nan
+              for lab in labels]
+    x = np.arange(len(labels))
+    ax.set_xticks(x, labels, rotation=15 if max(len(lab) for lab in labels) > 12 else 0, fontsize=8)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    if all(math.isnan(v) for v in values):
+        ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+        return
+    ref = values[0]
+    lo, hi = _padded_limits(values)
+    ax.set_ylim(lo, hi)
+    if not math.isnan(ref):
+        ax.axhline(ref, color="0.5", ls="--", lw=0.8)
+    ax.plot(x, values, "o", color=color, ms=7)
+    for xi, v in zip(x, values, strict=True):
+        if math.isnan(v):
+            ax.text(xi, lo + 0.05 * (hi - lo), "missing", ha="center", fontsize=7, color="0.4")
+            continue
+        gain = "" if xi == 0 or math.isnan(ref) else f"\n({v - ref:+.1f})"
+        ax.annotate(f"{v:.1f}{gain}", (xi, v), xytext=(0, 6), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=8)
+
+
+def _sweep_panel(ax: Axes, s: pd.DataFrame, metric: str, color: str, param: str) -> None:
+    swept = s[s["value"].notna()].sort_values("value")
+    base = s[s["value"].isna()]
+    ax.set_xlabel(param)
+    values = list(swept[metric]) + list(base[metric])
+    if all(math.isnan(v) for v in values) if values else True:
+        ax.text(0.5, 0.5, "no published value" if s["source"].iloc[0] == "paper" else "no runs yet",
+                transform=ax.transAxes, ha="center", va="center", color="0.4")
+        if len(swept):
+            ax.set_xticks(list(swept["value"]))
+        return
+    lo, hi = _padded_limits(values)
+    ax.set_ylim(lo, hi)
+    ax.plot(swept["value"], swept[metric], "o-", color=color, ms=6)
+    for xv, v in zip(swept["value"], swept[metric], strict=True):
+        if not math.isnan(v):
+            ax.annotate(f"{v:.1f}", (xv, v), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
+    for _, b in base.iterrows():
+        if not math.isnan(b[metric]):
+            ax.axhline(b[metric], color="0.4", ls=":", lw=1)
+            ax.annotate(f"{b['row']}: {b[metric]:.1f}", (0.01, b[metric]), xycoords=("axes fraction", "data"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=7, color="0.3")
+    if len(swept):
+        ax.set_xticks(list(swept["value"]))
+        span = max(swept["value"]) - min(swept["value"]) or 1.0
+        ax.set_xlim(min(swept["value"]) - 0.08 * span, max(swept["value"]) + 0.08 * span)
+
+
+# ----------------------------------------------------------------------------- our four networks
+
+
+def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Our networks at one budget: left, rank-1 / mAP / mINP per network (gain over BoT in points
+    written under the value when ``gain_<metric>`` columns are present, see
+    :func:`reidlib.runs.gains_over_reference`); right, mAP for each evaluation variant the runs have."""
+    if runs.empty:
+        raise ValueError("runs is empty: nothing to plot")
+    nets = list(runs["network"])
+    names = [NETWORK_LABELS.get(n, n) for n in nets]
+    metrics = ["rank1", "mAP", "mINP"]
+    variants = [v for v in VARIANTS if f"{v}_mAP" in runs.columns and runs[f"{v}_mAP"].notna().any()]
+    fig, axes = _figure(12.5, 4.4, 1, 2 if variants else 1)
+    ax = axes[0, 0]
+    x = np.arange(len(nets))
+    width = 0.8 / len(metrics)
+    for k, metric in enumerate(metrics):
+        vals = runs[metric].to_numpy(dtype=float)
+        pos = x + (k - (len(metrics) - 1) / 2) * width
+        ax.bar(pos, vals, width, color=METRIC_COLORS[metric], label=METRIC_LABELS[metric])
+        gains = runs.get(f"gain_{metric}")
+        for i, (p, v) in enumerate(zip(pos, vals, strict=True)):
+            if math.isnan(v):
+                continue
+            text = f"{v:.1f}"
+            if gains is not None and not math.isnan(gains.iloc[i]) and nets[i] != "bot":
+                text += f"\n{gains.iloc[i]:+.1f}"
+            ax.annotate(text, (p, v), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("%")
+    top = np.nanmax(runs[metrics].to_numpy(dtype=float)) if runs[metrics].notna().any().any() else 100
+    ax.set_ylim(0, min(100, top * 1.25 + 2))
+    ax.set_title("plain evaluation (gain over BoT in points below each value)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    if variants:
+        ax = axes[0, 1]
+        width = 0.8 / len(variants)
+        shades = ["#0072B2", "#56B4E9", "#E69F00", "#D55E00"]
+        for k, variant in enumerate(variants):
+            vals = runs[f"{variant}_mAP"].to_numpy(dtype=float)
+            pos = x + (k - (len(variants) - 1) / 2) * width
+            ax.bar(pos, vals, width, color=shades[k % len(shades)], label=variant)
+            for p, v in zip(pos, vals, strict=True):
+                if not math.isnan(v):
+                    ax.annotate(f"{v:.1f}", (p, v), xytext=(0, 2), textcoords="offset points", ha="center",
+                                fontsize=6.5)
+        ax.set_xticks(x, names)
+        ax.set_ylabel("mAP (%)")
+        vmax = np.nanmax(runs[[f"{v}_mAP" for v in variants]].to_numpy(dtype=float))
+        ax.set_ylim(0, min(100, vmax * 1.2 + 2))
+        ax.set_title("mAP per evaluation variant (flip: + mirrored image; rerank: k-reciprocal)", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left", ncols=2)
+        ax.grid(axis="y", alpha=0.3)
+    budgets = "; ".join(dict.fromkeys(runs["budget"]))
+    datasets = ", ".join(dataset_label(d) for d in dict.fromkeys(runs["dataset"]))
+    fig.suptitle(title or f"Our networks on {datasets} ({budgets})", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- state of the art
+
+
+def clean_method(name: str) -> str:
+    """``"*+ PLR OSNet [38]"`` -> ``"PLR OSNet"``: no citation number, no attention/stripe markers."""
+    name = re.sub(r"\s*\[\d+(,\s*\d+)*\]", "", str(name))
+    return re.sub(r"^[*+~\s]+", "", name).strip()
+
+
+def sota_rows(published: pd.DataFrame, ours: pd.DataFrame | None, dataset: str) -> pd.DataFrame:
+    """The comparison on ``dataset``: the rows of the published state-of-the-art tables (SEN Tables 3-4,
+    Deep Miner Tables 5-8) and ours (:func:`reidlib.runs.as_published_rows`), sorted by mAP.
+
+    Columns: method (citation stripped; each paper's own row named "SEN" / "Deep Miner"), kind
+    ("this paper", "published" or "ours"), paper, source (e.g. "SEN Table 3; Deep Miner Table 5" when
+    both papers print the same numbers for a method, which are then one row), venue, backbone, rank1,
+    mAP, score, notes.
+    """
+    keep = published[[(p, t) in SOTA_TABLES for p, t in zip(published["paper"], published["table"], strict=True)]]
+    keep = keep[keep["dataset"] == dataset]
+    rows: dict[tuple, dict] = {}
+    for _, r in keep.iterrows():
+        own = OWN_METHOD_NOTE in str(r["notes"])
+        method = PAPER_LABELS[r["paper"]] if own else clean_method(r["method"])
+        source = f"{PAPER_LABELS.get(r['paper'], r['paper'])} Table {r['table']}"
+        key = (method.casefold(), r["rank1"], r["mAP"])
+        if key in rows:
+            rows[key]["source"] += f"; {source}"
+            continue
+        rows[key] = {
+            "method": method, "kind": "this paper" if own else "published", "paper": r["paper"],
+            "source": source, "venue": r["venue"], "backbone": r["backbone"], "rank1": r["rank1"],
+            "mAP": r["mAP"], "score": r["score"], "notes": r["notes"],
+        }
+    out = list(rows.values())
+    if ours is not None and len(ours):
+        for _, r in ours[ours["dataset"] == dataset].iterrows():
+            out.append({"method": r["method"], "kind": "ours", "paper": "ours", "source": "measured here",
+                        "venue": r["venue"], "backbone": r["backbone"], "rank1": r["rank1"], "mAP": r["mAP"],
+                        "score": r["score"], "notes": r["notes"]})
+    columns = ["method", "kind", "paper", "source", "venue", "backbone", "rank1", "mAP", "score", "notes"]
+    df = pd.DataFrame(out, columns=columns)
+    return df.sort_values("mAP", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _style(r: pd.Series) -> dict:
+    if r["kind"] == "ours":
+        return {"marker": "D", "color": MEASURED_COLOR, "s": 70, "edgecolor": "black", "zorder": 4}
+    if r["kind"] == "this paper":
+        return {"marker": "*", "color": OWN_COLORS.get(r["paper"], "black"), "s": 260, "edgecolor": "black",
+                "zorder": 5}
+    return {"marker": "o", "color": PAPER_COLORS.get(r["paper"], "0.5"), "s": 36, "edgecolor": "white",
+            "zorder": 3}
+
+
+def _scatter(ax: Axes, rows: pd.DataFrame) -> None:
+    for _, r in rows.iterrows():
+        if not (math.isnan(r["rank1"]) or math.isnan(r["mAP"])):
+            ax.scatter(r["mAP"], r["rank1"], linewidths=0.6, **_style(r))
+    ax.set_xlabel("mAP (%)")
+    ax.set_ylabel("rank-1 (%)")
+    ax.grid(alpha=0.3)
+
+
+def place_labels(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str],
+                 *, bold: Sequence[bool] | None = None, fontsize: float = 7) -> list:
+    """Label points without overlaps: each label tries right and left of its point, then shifted up
+    and down by whole label heights, and takes the first free spot inside the axes (a thin leader line
+    when it moved). Call after the figure's layout is final. Returns the annotations."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    bold = list(bold) if bold is not None else [False] * len(texts)
+    frame = ax.get_window_extent(renderer)
+    pts = ax.transData.transform(np.column_stack([xs, ys])) if len(xs) else np.zeros((0, 2))
+    marker = 4.0 * fig.dpi / 72
+    taken = [(px - marker, py - marker, px + marker, py + marker) for px, py in pts]
+    if ax.get_legend() is not None:  # keep labels off the legend
+        b = ax.get_legend().get_window_extent(renderer)
+        taken.append((b.x0, b.y0, b.x1, b.y1))
+    to_pt = 72 / fig.dpi
+    gap = 5 * fig.dpi / 72
+    out = []
+    for i in sorted(range(len(texts)), key=lambda k: -pts[k][1]):
+        probe = ax.text(0, 0, texts[i], fontsize=fontsize, fontweight="bold" if bold[i] else "normal")
+        ext = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = ext.width, ext.height
+        px, py = pts[i]
+        choice = None
+        for k in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 8, -8):
+            for side in (1, -1):
+                dy = k * h * 1.1
+                x0 = px + gap if side > 0 else px - gap - w
+                box = (x0, py + dy - h / 2, x0 + w, py + dy + h / 2)
+                inside = box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0 and box[3] <= frame.y1
+                free = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in taken)
+                if inside and free:
+                    choice = (side, dy, box)
+                    break
+            if choice:
+                break
+        if choice is None:
+            choice = (1, 0.0, (px + gap, py - h / 2, px + gap + w, py + h / 2))
+        side, dy, box = choice
+        taken.append(box)
+        out.append(ax.annotate(
+            texts[i], (xs[i], ys[i]), xytext=(side * gap * to_pt, dy * to_pt), textcoords="offset points",
+            ha="left" if side > 0 else "right", va="center", fontsize=fontsize,
+            fontweight="bold" if bold[i] else "normal",
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3} if dy else None,
+        ))
+    return out
+
+
+def _legend(ax: Axes, rows: pd.DataFrame) -> None:
+    handles = []
+    for paper in dict.fromkeys(rows.loc[rows["kind"] == "published", "paper"]):
+        handles.append(Line2D([], [], marker="o", ls="", color=PAPER_COLORS.get(paper, "0.5"),
+                              label=f"published, from {PAPER_LABELS.get(paper, paper)}'s table"))
+    for paper in dict.fromkeys(rows.loc[rows["kind"] == "this paper", "paper"]):
+        handles.append(Line2D([], [], marker="*", ms=12, ls="", color=OWN_COLORS.get(paper, "black"),
+                              markeredgecolor="black", label=f"{PAPER_LABELS.get(paper, paper)} (the paper's own)"))
+    if (rows["kind"] == "ours").any():
+        handles.append(Line2D([], [], marker="D", ls="", color=MEASURED_COLOR, markeredgecolor="black",
+                              label="ours (measured here)"))
+    ax.legend(handles=handles, fontsize=7.5, loc="lower right")
+
+
+def sota_scatter(rows: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Rank-1 against mAP for one dataset's :func:`sota_rows`, every method labelled, the papers' own
+    methods as stars. When our measured rows lie far from the published cluster, a left panel shows
+    everything (ours labelled) and the right panel zooms on the published methods."""
+    plotted = rows.dropna(subset=["rank1", "mAP"])
+    if plotted.empty:
+        raise ValueError("no row has both rank-1 and mAP: nothing to plot")
+    pub = plotted[plotted["kind"] != "ours"]
+    ours = plotted[plotted["kind"] == "ours"]
+    split = len(ours) and len(pub) and (ours["mAP"].min() < pub["mAP"].min() - 5
+                                         or ours["rank1"].min() < pub["rank1"].min() - 5)
+    ncols = 2 if split else 1
+    fig, axes = _figure(7.5 * ncols if split else 10, 6.6, 1, ncols, width_ratios=[1, 1.6] if split else None)
+    panels = []
+    if split:
+        ax = axes[0, 0]
+        _scatter(ax, plotted)
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.set_title("all rows (ours far below the published cluster)", fontsize=10)
+        x0, x1 = pub["mAP"].min() - 1, pub["mAP"].max() + 1
+        y0, y1 = pub["rank1"].min() - 1, pub["rank1"].max() + 1
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=0.8, color="0.4"))
+        panels.append((ax, ours))
+        zoom, zoom_rows = axes[0, 1], pub
+        zoom.set_title("published methods (zoom on the dashed box)", fontsize=10)
+    else:
+        zoom, zoom_rows = axes[0, 0], plotted
+    _scatter(zoom, zoom_rows)
+    xlo, xhi = zoom_rows["mAP"].min(), zoom_rows["mAP"].max()
+    ylo, yhi = zoom_rows["rank1"].min(), zoom_rows["rank1"].max()
+    zoom.set_xlim(xlo - 1 - 0.05 * (xhi - xlo), xhi + 1 + 0.35 * (xhi - xlo))
+    zoom.set_ylim(ylo - 1 - 0.05 * (yhi - ylo), yhi + 1 + 0.08 * (yhi - ylo))
+    _legend(zoom, plotted)
+    panels.append((zoom, zoom_rows))
+    fig.suptitle(title or "Rank-1 vs mAP", fontsize=12)
+    fig.tight_layout()
+    for ax, labelled in panels:
+        place_labels(ax, list(labelled["mAP"]), list(labelled["rank1"]), list(labelled["method"]),
+                     bold=list(labelled["kind"] != "published"))
+    return fig
