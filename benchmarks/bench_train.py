@@ -21,8 +21,12 @@ from reidlib.config import load_recipe
 from reidlib.engine import TrainStep, build_criterion, build_network
 from reidlib.evaluation import Runtime
 
-NETWORKS = {"baseline": "bot_market1501", "sen": "sen_market1501", "deep_miner": "deep_miner_market1501",
-            "bdb": "bdb_market1501"}
+NETWORKS = {
+    "baseline": "bot_market1501",
+    "sen": "sen_market1501",
+    "deep_miner": "deep_miner_market1501",
+    "bdb": "bdb_market1501",
+}
 MARKET_IMAGES_PER_EPOCH = 212 * 64
 
 
@@ -79,10 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     fp32 = Runtime(device, None, channels_last=not args.nchw and not cuda)
     fast = Runtime(device, torch.bfloat16, channels_last=True)
-    print(f"device {device}, {args.backbone} {args.height}x{args.width}, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, {args.iters} timed iterations")
-    header = f"{'network':12s} {'fp32 img/s':>11s} {'fast img/s':>11s} {'ratio':>6s} {'120-ep Market (fast)':>21s}"
-    print(header)
+    print(
+        f"device {device}, {args.backbone} {args.height}x{args.width}, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, {args.iters} timed iterations"
+    )
+    print(f"{'network':12s} {'fp32 img/s':>11s} {'fast img/s':>11s} {'ratio':>6s} {'120-ep Market':>17s}")
     for name in args.networks:
         slow = images_per_second(name, fp32, args, compile_=False)
         quick = images_per_second(name, fast, args, compile_=args.compile)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from reidlib.config import Recipe, load_recipe
 from reidlib.losses import LossTerm, deep_miner_terms, sen_terms
-from reidlib.runs import METRICS, budget_label
+from reidlib.runs import METRICS, budget_label, read_run
 
 # Base recipe per paper and scale: "paper" = the paper's own setting, "cpu" = the shared CPU budget on
 # the real Market-1501 (ResNet-18 from scratch, 128x64, 20 epochs), "smoke" = synthetic set, seconds.
@@ -48,13 +48,21 @@ BASE_RECIPES = {
     "sen": {"paper": "sen_market1501", "cpu": "sen_market1501_cpu", "smoke": "smoke"},
     "deep_miner": {"paper": "deep_miner_market1501", "cpu": "deep_miner_market1501_cpu", "smoke": "smoke"},
 }
+PAPER_NAMES = {"sen": "SEN", "deep_miner": "Deep Miner"}
 PAPER_DATASETS = ("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", "msmt17")
 
 # Recipe keys that say how a run was executed, not what was trained: ignored when deciding whether an
 # existing run folder holds the row asked for.
 EXECUTION_KEYS = (
-    ("name",), ("description",), ("data", "root"), ("data", "workers"), ("data", "cache_images"),
-    ("data", "test_batch_size"), ("train", "progress"), ("train", "checkpoint_every"), ("train", "device"),
+    ("name",),
+    ("description",),
+    ("data", "root"),
+    ("data", "workers"),
+    ("data", "cache_images"),
+    ("data", "test_batch_size"),
+    ("train", "progress"),
+    ("train", "checkpoint_every"),
+    ("train", "device"),
 )
 
 
@@ -85,7 +93,8 @@ class AblationRow:
 
     @property
     def slug(self) -> str:
-        """The row's folder name: ``"+BS+MS"`` -> ``"plus-bs-plus-ms"``, ``"SAM & CHAM"`` -> ``"sam-and-cham"``."""
+        """The row's folder name: ``"+BS+MS"`` -> ``"plus-bs-plus-ms"``, ``"SAM & CHAM"`` ->
+        ``"sam-and-cham"``."""
         text = self.row.lower().replace("&", " and ").replace("+", " plus ")
         return re.sub(r"[^a-z0-9.]+", "-", text).strip("-")
 
@@ -108,6 +117,14 @@ def _yaml(value: Any) -> str:
     return str(value)
 
 
+def override_strings(values: dict[str, Any]) -> list[str]:
+    """``{"optim.epochs": 2, "data.dataset": "dukemtmc"}`` -> ``["optim.epochs=2", "data.dataset=dukemtmc"]``
+    (notebook parameters hold overrides as a mapping: papermill cannot read "=" inside a parameter line)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"overrides: expected a mapping of recipe keys to values, got {values!r}")
+    return [f"{key}={_yaml(value)}" for key, value in values.items()]
+
+
 def terms_override(terms: Iterable[LossTerm]) -> str:
     """``loss.terms=[{branch: global, kind: ce, weight: 1.0}, ...]``."""
     items = [f"{{branch: {t.branch}, kind: {t.kind}, weight: {t.weight!r}}}" for t in terms]
@@ -116,11 +133,16 @@ def terms_override(terms: Iterable[LossTerm]) -> str:
 
 def _options(name: str, options: dict[str, Any]) -> list[str]:
     # "model.options={}" first: the row states every option, whatever the base recipe had.
-    return [f"model.name={name}", "model.options={}",
-            *(f"model.options.{k}={_yaml(v)}" for k, v in options.items())]
+    return [
+        f"model.name={name}",
+        "model.options={}",
+        *(f"model.options.{k}={_yaml(v)}" for k, v in options.items()),
+    ]
 
 
-def sen_overrides(*, use_bs: bool, use_ms: bool, r1: float = 0.1, r2: float = 0.25, p: float = 2) -> list[str]:
+def sen_overrides(
+    *, use_bs: bool, use_ms: bool, r1: float = 0.1, r2: float = 0.25, p: float = 2
+) -> list[str]:
     """SEN with the given branches; loss = eq. 10 without the CE terms of the branches that are off."""
     return [
         *_options("sen", {"use_bs": use_bs, "use_ms": use_ms, "r1": r1, "r2": r2, "p": p}),
@@ -138,8 +160,13 @@ def deep_miner_overrides(
     *, ie_blocks: Sequence[int], tau: float = 0.8, local: bool = False, attention: str = "none"
 ) -> list[str]:
     """Deep Miner with the given branches; loss = eq. 2 (CE + soft-margin triplet + center) per branch."""
-    options = {"ie_blocks": list(ie_blocks), "tau": tau, "local": local, "num_stripes": 4,
-               "attention": attention}
+    options = {
+        "ie_blocks": list(ie_blocks),
+        "tau": tau,
+        "local": local,
+        "num_stripes": 4,
+        "attention": attention,
+    }
     return [
         *_options("deep_miner", options),
         terms_override(deep_miner_terms(deep_miner_branches(ie_blocks, local))),
@@ -158,15 +185,29 @@ def base_recipe(paper: str, base: str) -> str:
 def sen_table2(base: str = "smoke") -> list[AblationRow]:
     """SEN Table 2: the global branch alone (BoT's network), +BS, +MS, +BS+MS (r1 0.1, r2 0.25)."""
     recipe = base_recipe("sen", base)
-    settings = [("Baseline", False, False), ("+BS", True, False), ("+MS", False, True), ("+BS+MS", True, True)]
+    settings = [
+        ("Baseline", False, False),
+        ("+BS", True, False),
+        ("+MS", False, True),
+        ("+BS+MS", True, True),
+    ]
     return [
-        AblationRow("sen_table2", label, recipe, tuple(sen_overrides(use_bs=bs, use_ms=ms)),
-                    paper="sen", paper_table=2, paper_row=label)
+        AblationRow(
+            "sen_table2",
+            label,
+            recipe,
+            tuple(sen_overrides(use_bs=bs, use_ms=ms)),
+            paper="sen",
+            paper_table=2,
+            paper_row=label,
+        )
         for label, bs, ms in settings
     ]
 
 
-def sen_r2_sweep(base: str = "smoke", r2_values: Sequence[float] = (0.15, 0.2, 0.25, 0.3, 0.35)) -> list[AblationRow]:
+def sen_r2_sweep(
+    base: str = "smoke", r2_values: Sequence[float] = (0.15, 0.2, 0.25, 0.3, 0.35)
+) -> list[AblationRow]:
     """SEN Fig. 9: the full SEN with r1 = 0.1 and r2 varied. The figure's x values are not in the text;
     the defaults bracket the paper's optimum r2 = 0.25, the one published number (Table 2 "+BS+MS",
     CUHK03 labeled: 77.0 rank-1 / 74.5 mAP)."""
@@ -174,22 +215,43 @@ def sen_r2_sweep(base: str = "smoke", r2_values: Sequence[float] = (0.15, 0.2, 0
     rows = []
     for r2 in r2_values:
         ref = math.isclose(r2, 0.25)
-        rows.append(AblationRow(
-            "sen_r2", f"r2={r2:g}", recipe, tuple(sen_overrides(use_bs=True, use_ms=True, r2=r2)), value=r2,
-            paper="sen" if ref else None, paper_table=2 if ref else None, paper_row="+BS+MS" if ref else None,
-            paper_dataset="cuhk03_labeled" if ref else None,
-        ))
+        rows.append(
+            AblationRow(
+                "sen_r2",
+                f"r2={r2:g}",
+                recipe,
+                tuple(sen_overrides(use_bs=True, use_ms=True, r2=r2)),
+                value=r2,
+                paper="sen" if ref else None,
+                paper_table=2 if ref else None,
+                paper_row="+BS+MS" if ref else None,
+                paper_dataset="cuhk03_labeled" if ref else None,
+            )
+        )
     return rows
 
 
 DM_BASELINE = "baseline (only global branch)"  # Deep Miner Table 1's first row, as printed
 
 
-def _dm_row(table: str, label: str, recipe: str, *, paper_table: int | None, paper_row: str | None = None,
-            value: float | None = None, **network: Any) -> AblationRow:
+def _dm_row(
+    table: str,
+    label: str,
+    recipe: str,
+    *,
+    paper_table: int | None,
+    paper_row: str | None = None,
+    value: float | None = None,
+    **network: Any,
+) -> AblationRow:
     return AblationRow(
-        table, label, recipe, tuple(deep_miner_overrides(**network)), value=value,
-        paper="deep_miner" if paper_table else None, paper_table=paper_table,
+        table,
+        label,
+        recipe,
+        tuple(deep_miner_overrides(**network)),
+        value=value,
+        paper="deep_miner" if paper_table else None,
+        paper_table=paper_table,
         paper_row=(paper_row or label) if paper_table else None,
         paper_dataset="market1501" if paper_table else None,
     )
@@ -200,23 +262,35 @@ def deep_miner_table1(base: str = "smoke") -> list[AblationRow]:
     recipe = base_recipe("deep_miner", base)
     return [
         _dm_row("deep_miner_table1", DM_BASELINE, recipe, paper_table=1, ie_blocks=[]),
-        *(_dm_row("deep_miner_table1", f"After block {i}", recipe, paper_table=1, ie_blocks=[i]) for i in (1, 2, 3)),
+        *(
+            _dm_row("deep_miner_table1", f"After block {i}", recipe, paper_table=1, ie_blocks=[i])
+            for i in (1, 2, 3)
+        ),
     ]
 
 
 def deep_miner_table2(base: str = "smoke") -> list[AblationRow]:
     """Deep Miner Table 2: IE branches after B3; B2 and B3; B1 and B3; B1, B2 and B3 (tau 0.8)."""
     recipe = base_recipe("deep_miner", base)
-    settings = [("After block 3", [3]), ("After blocks 2 and 3", [2, 3]), ("After blocks 1 and 3", [1, 3]),
-                ("After blocks 1,2,3", [1, 2, 3])]
-    return [_dm_row("deep_miner_table2", label, recipe, paper_table=2, ie_blocks=blocks) for label, blocks in settings]
+    settings = [
+        ("After block 3", [3]),
+        ("After blocks 2 and 3", [2, 3]),
+        ("After blocks 1 and 3", [1, 3]),
+        ("After blocks 1,2,3", [1, 2, 3]),
+    ]
+    return [
+        _dm_row("deep_miner_table2", label, recipe, paper_table=2, ie_blocks=blocks)
+        for label, blocks in settings
+    ]
 
 
 def deep_miner_table3(base: str = "smoke") -> list[AblationRow]:
     """Deep Miner Table 3: the local branch (4 stripes) off / on, IE branches after B2 and B3."""
     recipe = base_recipe("deep_miner", base)
-    return [_dm_row("deep_miner_table3", label, recipe, paper_table=3, ie_blocks=[2, 3], local=local)
-            for label, local in (("No", False), ("Yes", True))]
+    return [
+        _dm_row("deep_miner_table3", label, recipe, paper_table=3, ie_blocks=[2, 3], local=local)
+        for label, local in (("No", False), ("Yes", True))
+    ]
 
 
 def deep_miner_table4(base: str = "smoke") -> list[AblationRow]:
@@ -224,11 +298,17 @@ def deep_miner_table4(base: str = "smoke") -> list[AblationRow]:
     branches after B2 and B3 and the local branch ("SAM & CHAM" is the full Deep Miner)."""
     recipe = base_recipe("deep_miner", base)
     settings = [("No", "none"), ("SAM", "sam"), ("CHAM", "cham"), ("SAM & CHAM", "sam+cham")]
-    return [_dm_row("deep_miner_table4", label, recipe, paper_table=4, ie_blocks=[2, 3], local=True,
-                    attention=att) for label, att in settings]
+    return [
+        _dm_row(
+            "deep_miner_table4", label, recipe, paper_table=4, ie_blocks=[2, 3], local=True, attention=att
+        )
+        for label, att in settings
+    ]
 
 
-def deep_miner_tau_sweep(base: str = "smoke", taus: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> list[AblationRow]:
+def deep_miner_tau_sweep(
+    base: str = "smoke", taus: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)
+) -> list[AblationRow]:
     """Deep Miner Fig. 7: one IE branch after B3, tau varied, and the global-branch baseline. Only
     tau = 0.8 (= Table 1 "After block 3", 94.7 / 88.0) and the baseline (94.2 / 84.7) are in the
     text; the figure's other x values are not, the defaults bracket 0.8."""
@@ -236,8 +316,18 @@ def deep_miner_tau_sweep(base: str = "smoke", taus: Sequence[float] = (0.5, 0.6,
     rows = [_dm_row("deep_miner_tau", DM_BASELINE, recipe, paper_table=1, ie_blocks=[])]
     for tau in taus:
         ref = math.isclose(tau, 0.8)
-        rows.append(_dm_row("deep_miner_tau", f"tau={tau:g}", recipe, paper_table=1 if ref else None,
-                            paper_row="After block 3", value=tau, ie_blocks=[3], tau=tau))
+        rows.append(
+            _dm_row(
+                "deep_miner_tau",
+                f"tau={tau:g}",
+                recipe,
+                paper_table=1 if ref else None,
+                paper_row="After block 3",
+                value=tau,
+                ie_blocks=[3],
+                tau=tau,
+            )
+        )
     return rows
 
 
@@ -271,20 +361,29 @@ def grid_rows(names: Sequence[str], base: str = "smoke") -> list[AblationRow]:
 
 
 def rows_table(rows: Sequence[AblationRow]) -> pd.DataFrame:
-    """The grid as a table: table, row, folder slug, base recipe, the network overrides, paper reference."""
-    return pd.DataFrame([{
-        "table": r.table, "row": r.row, "slug": r.slug, "recipe": r.recipe,
-        "network": "; ".join(o for o in r.overrides if not o.startswith(("loss.terms=", "model.options={}"))),
-        "loss terms": ", ".join(_terms_of(r.overrides)),
-        "paper row": f"{r.paper} Table {r.paper_table}: {r.paper_row}" if r.paper else "",
-    } for r in rows])
-
-
-def _terms_of(overrides: Sequence[str]) -> list[str]:
-    for o in overrides:
-        if o.startswith("loss.terms="):
-            return [f"{w}*{b}/{k}" for b, k, w in re.findall(r"branch: (\w+), kind: (\w+), weight: ([\d.e-]+)", o)]
-    return []
+    """The grid as a table: table, row, folder slug, base recipe, the network (model and options), the
+    weighted loss terms, the triplet margin and the published row with the same setting."""
+    out = []
+    for r in rows:
+        recipe = r.load()
+        options = ", ".join(f"{k}={_yaml(v)}" for k, v in recipe.model.options.items())
+        out.append(
+            {
+                "table": r.table,
+                "row": r.row,
+                "slug": r.slug,
+                "recipe": r.recipe,
+                "network": f"{recipe.model.name}({options})",
+                "loss terms": " + ".join(f"{t.weight:g} {t.name}" for t in recipe.loss.terms),
+                "triplet margin": "soft"
+                if recipe.loss.triplet_margin is None
+                else recipe.loss.triplet_margin,
+                "paper row": f"{PAPER_NAMES[r.paper]} Table {r.paper_table}: {r.paper_row}"
+                if r.paper
+                else "",
+            }
+        )
+    return pd.DataFrame(out)
 
 
 # ----------------------------------------------------------------------------- running a grid
@@ -320,23 +419,32 @@ def _finished_runs(root: Path) -> dict[str, Path]:
     found = {}
     for params in sorted(root.glob("*/*/params.json")):
         if (params.parent / "metrics.json").is_file():
-            found.setdefault(recipe_key(json.loads(params.read_text())["recipe"]), params.parent)
+            found.setdefault(recipe_key(read_run(params.parent)["params"]["recipe"]), params.parent)
     return found
 
 
 def _result_row(row: AblationRow, recipe: Recipe, folder: Path | None, status: str) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "table": row.table, "row": row.row, "value": row.value, "source": "ours",
-        "dataset": recipe.data.dataset, "budget": budget_label(recipe.to_dict()),
-        "status": status, "run_dir": str(folder) if folder else "",
-        "paper": row.paper, "paper_table": row.paper_table, "paper_row": row.paper_row,
+        "table": row.table,
+        "row": row.row,
+        "value": row.value,
+        "source": "ours",
+        "dataset": recipe.data.dataset,
+        "budget": budget_label(recipe.to_dict()),
+        "status": status,
+        "run_dir": str(folder) if folder else "",
+        "paper": row.paper,
+        "paper_table": row.paper_table,
+        "paper_row": row.paper_row,
         "paper_dataset": row.paper_dataset,
     }
     metrics = {}
     if folder is not None and (folder / "metrics.json").is_file():
-        metrics = json.loads((folder / "metrics.json").read_text())
-        env = json.loads((folder / "params.json").read_text()).get("environment", {})
-        out.update(git_sha=env.get("git_sha"), device=env.get("device"), train_time_s=metrics.get("train_time_s"))
+        run = read_run(folder)
+        metrics, env = run["metrics"], run["params"].get("environment", {})
+        out.update(
+            git_sha=env.get("git_sha"), device=env.get("device"), train_time_s=metrics.get("train_time_s")
+        )
     out.update({k: metrics.get(k, math.nan) for k in METRICS})
     return out
 
@@ -369,7 +477,7 @@ def run_grid(
         folder = root / row.table / row.slug
         start = time.perf_counter()
         if (folder / "metrics.json").is_file():
-            saved = json.loads((folder / "params.json").read_text())["recipe"]
+            saved = read_run(folder)["params"]["recipe"]
             if recipe_key(saved) != key:
                 diff = _differences(_drop(saved, EXECUTION_KEYS), _drop(recipe.to_dict(), EXECUTION_KEYS))
                 raise StaleRunError(
@@ -390,7 +498,27 @@ def run_grid(
         if verbose:
             r = results[-1]
             print(f"{row.table}/{row.row}: {status}; rank-1 {r['rank1']:.1f}, mAP {r['mAP']:.1f}")
-    return pd.DataFrame(results)
+    return pd.DataFrame(results, columns=RESULT_COLUMNS)
+
+
+RESULT_COLUMNS = [
+    "table",
+    "row",
+    "value",
+    "source",
+    "dataset",
+    "status",
+    *METRICS,
+    "budget",
+    "run_dir",
+    "git_sha",
+    "device",
+    "train_time_s",
+    "paper",
+    "paper_table",
+    "paper_row",
+    "paper_dataset",
+]
 
 
 # ----------------------------------------------------------------------------- beside the papers
@@ -410,7 +538,9 @@ def _paper_key(value: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(value).casefold()).strip("_")
 
 
-def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, *, dataset: str | None = None) -> pd.DataFrame:
+def compare_with_paper(
+    ours: pd.DataFrame, paper: pd.DataFrame, *, dataset: str | None = None
+) -> pd.DataFrame:
     """Our grid results (``run_grid``) and the published rows with the same setting, one long table:
     table, row, value, source ("paper" or "ours"), dataset, rank1, mAP, mINP, budget, reference.
 
@@ -422,32 +552,54 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, *, dataset: str 
     missing_cols = {"paper", "table", "method", "dataset", "rank1", "mAP"} - set(paper.columns)
     if missing_cols:
         raise ValueError(f"paper rows: missing column(s) {sorted(missing_cols)}")
-    keys = paper.assign(_paper=paper["paper"].map(_paper_key), _table=paper["table"].map(_table_number),
-                        _label=paper["method"].map(_norm))
+    keys = paper.assign(
+        _paper=paper["paper"].map(_paper_key),
+        _table=paper["table"].map(_table_number),
+        _label=paper["method"].map(_norm),
+    )
     out = []
     for _, r in ours.iterrows():
         if r["paper"] and isinstance(r["paper"], str):
             ds = r["paper_dataset"] if isinstance(r["paper_dataset"], str) else dataset
             if not ds:
                 ds = r["dataset"] if r["dataset"] in PAPER_DATASETS else "market1501"
-            table = keys[(keys["_paper"] == r["paper"]) & (keys["_table"] == int(r["paper_table"]))]
+            number = int(r["paper_table"])
+            table = keys[(keys["_paper"] == r["paper"]) & (keys["_table"] == number)]
             hit = table[(table["_label"] == _norm(r["paper_row"])) & (table["dataset"] == ds)]
             if hit.empty:
                 raise ValueError(
-                    f"{r['paper']} Table {int(r['paper_table'])}: no published row {r['paper_row']!r} on {ds}; "
+                    f"{r['paper']} Table {number}: no published row {r['paper_row']!r} on {ds}; "
                     f"the table has {sorted(set(table['method']))} on {sorted(set(table['dataset']))}"
                 )
             p = hit.iloc[0]
-            out.append({
-                "table": r["table"], "row": r["row"], "value": r["value"], "source": "paper", "dataset": ds,
-                "rank1": p["rank1"], "mAP": p["mAP"], "mINP": math.nan, "budget": "published",
-                "reference": f"{r['paper']} Table {int(r['paper_table'])}: {p['method']}",
-            })
-        out.append({
-            "table": r["table"], "row": r["row"], "value": r["value"], "source": "ours",
-            "dataset": r["dataset"], "rank1": r["rank1"], "mAP": r["mAP"], "mINP": r["mINP"],
-            "budget": r["budget"], "reference": r["run_dir"],
-        })
+            out.append(
+                {
+                    "table": r["table"],
+                    "row": r["row"],
+                    "value": r["value"],
+                    "source": "paper",
+                    "dataset": ds,
+                    "rank1": p["rank1"],
+                    "mAP": p["mAP"],
+                    "mINP": math.nan,
+                    "budget": "published",
+                    "reference": f"{PAPER_NAMES.get(r['paper'], r['paper'])} Table {number}: {p['method']}",
+                }
+            )
+        out.append(
+            {
+                "table": r["table"],
+                "row": r["row"],
+                "value": r["value"],
+                "source": "ours",
+                "dataset": r["dataset"],
+                "rank1": r["rank1"],
+                "mAP": r["mAP"],
+                "mINP": r["mINP"],
+                "budget": r["budget"],
+                "reference": r["run_dir"],
+            }
+        )
     columns = ["table", "row", "value", "source", "dataset", "rank1", "mAP", "mINP", "budget", "reference"]
     return pd.DataFrame(out, columns=columns)
 
@@ -458,6 +610,8 @@ def gains_over_first(compare: pd.DataFrame, metrics: Sequence[str] = ("rank1", "
     global branch alone, "After block 3", "No")."""
     out = compare.copy()
     for k in metrics:
-        first = out.groupby(["table", "source"], sort=False)[k].transform("first")
+        first = out.groupby(["table", "source"], sort=False)[k].transform(
+            lambda s: s.iloc[0]
+        )  # NaN stays NaN
         out[f"gain_{k}"] = out[k] - first
     return out

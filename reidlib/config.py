@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,13 +235,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
 
 
-def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load a recipe, apply ``key=value`` overrides, and check every key and type."""
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Recipe:
+    """Load a recipe, apply overrides, and check every key and type.
+
+    ``overrides`` are ``"key=value"`` strings (the command line's ``--set``; values read as YAML) or a
+    mapping ``{"optim.epochs": 5}`` (notebook parameters; values used as they are).
+    """
     path = resolve_recipe_path(name_or_path)
     raw = _read_raw(path)
     raw.setdefault("name", path.stem)
-    for text in overrides:
-        keys, value = parse_override(text)
+    if isinstance(overrides, Mapping):
+        items = [(str(k).split("."), v, f"{k}={v!r}") for k, v in overrides.items()]
+    else:
+        items = [(*parse_override(text), text) for text in overrides]
+    for keys, value, text in items:
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
 from reidlib.checkpoint import (
     check_compatible,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
 from reidlib.datasets.base import ImageRecord, ReidDataset
 from reidlib.distributed import DistContext, broadcast_buffers, gather_strided

@@ -65,6 +65,14 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     return params
 
 
+def _show(path: Path) -> str:
+    """A path as the user would type it: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
 def params_file(notebook: Path, params: str) -> Path:
     return notebooks_dir() / "params" / notebook.stem / f"{params}.yaml"
 
@@ -92,8 +100,7 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
         path = params_file(nb, params)
         if not path.is_file():
             raise NotebookRunError(
-                f"{nb.stem}: no parameter file {path.relative_to(repo_root())}; "
-                f"available: {available_params(nb) or 'none'}"
+                f"{nb.stem}: no parameter file {_show(path)}; available: {available_params(nb) or 'none'}"
             )
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
@@ -106,8 +113,7 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
         unknown = sorted(set(values) - set(declared))
         if unknown:
             raise NotebookRunError(
-                f"{path.relative_to(repo_root())}: unknown parameter(s) {unknown} for {nb.stem}; "
-                f"it declares {sorted(declared)}"
+                f"{_show(path)}: unknown parameter(s) {unknown} for {nb.stem}; it declares {sorted(declared)}"
             )
         jobs.append(NotebookJob(nb, values))
     unused = sorted({n for n, _ in parsed} - used)

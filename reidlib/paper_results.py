@@ -15,7 +15,17 @@ import pandas as pd
 from reidlib.paths import paper_results_dir
 
 COLUMNS = [
-    "paper", "table", "row", "method", "venue", "backbone", "dataset", "rank1", "mAP", "score", "notes",
+    "paper",
+    "table",
+    "row",
+    "method",
+    "venue",
+    "backbone",
+    "dataset",
+    "rank1",
+    "mAP",
+    "score",
+    "notes",
 ]
 STRING_COLUMNS = ["paper", "method", "venue", "backbone", "dataset", "notes"]
 INT_COLUMNS = ["table", "row"]

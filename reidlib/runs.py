@@ -24,13 +24,38 @@ VARIANTS = ("plain", "flip", "rerank", "flip+rerank")
 NETWORK_NAMES = {"baseline": "bot", "sen": "sen", "deep_miner": "deep_miner", "bdb": "bdb"}
 NETWORK_LABELS = {"bot": "BoT", "sen": "SEN", "deep_miner": "Deep Miner", "bdb": "BDB"}
 NETWORK_ORDER = ("bot", "bdb", "sen", "deep_miner")
-BACKBONE_LABELS = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
-                   "resnet101": "ResNet-101", "resnet152": "ResNet-152"}
+BACKBONE_LABELS = {
+    "resnet18": "ResNet-18",
+    "resnet34": "ResNet-34",
+    "resnet50": "ResNet-50",
+    "resnet101": "ResNet-101",
+    "resnet152": "ResNet-152",
+}
 
 RUN_COLUMNS = [
-    "run", "network", "recipe", "dataset", "backbone", "pretrained", "input", "epochs", "planned_epochs",
-    "max_iters_per_epoch", "status", *METRICS, "num_query", "num_gallery", "mode", "metric",
-    "budget", "device", "git_sha", "git_dirty", "started", "train_time_s", "folder",
+    "run",
+    "network",
+    "recipe",
+    "dataset",
+    "backbone",
+    "pretrained",
+    "input",
+    "epochs",
+    "planned_epochs",
+    "max_iters_per_epoch",
+    "status",
+    *METRICS,
+    "num_query",
+    "num_gallery",
+    "mode",
+    "metric",
+    "budget",
+    "device",
+    "git_sha",
+    "git_dirty",
+    "started",
+    "train_time_s",
+    "folder",
 ]
 
 
@@ -233,8 +258,8 @@ def runs_table(source: str | Path | Iterable[str | Path], *, unfinished: str = "
         if col not in df.columns:
             df[col] = pd.Series(dtype=float if col in METRICS else object)
     variant_cols = [c for c in df.columns if c not in RUN_COLUMNS]
-    return df[RUN_COLUMNS[:RUN_COLUMNS.index("num_query")] + variant_cols
-              + RUN_COLUMNS[RUN_COLUMNS.index("num_query"):]]
+    split = RUN_COLUMNS.index("num_query")  # the variants right after the main metrics
+    return df[RUN_COLUMNS[:split] + variant_cols + RUN_COLUMNS[split:]]
 
 
 def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP", "mINP")) -> pd.DataFrame:
@@ -247,8 +272,14 @@ def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP",
         for variant in VARIANTS:
             cols = [f"{variant}_{k}" for k in metrics]
             if all(c in run.index and pd.notna(run[c]) for c in cols):
-                rows.append({"run": run["run"], "network": run["network"], "variant": variant,
-                             **{k: run[c] for k, c in zip(metrics, cols, strict=True)}})
+                rows.append(
+                    {
+                        "run": run["run"],
+                        "network": run["network"],
+                        "variant": variant,
+                        **{k: run[c] for k, c in zip(metrics, cols, strict=True)},
+                    }
+                )
     return pd.DataFrame(rows, columns=["run", "network", "variant", *metrics])
 
 
@@ -294,19 +325,32 @@ def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         sha = (r["git_sha"] or "unknown")[:7] + (" (dirty)" if r["git_dirty"] else "")
         date = str(r["started"] or "")[:10]
-        rows.append({
-            "paper": "ours",
-            "table": "measured",
-            "row": r["run"],
-            "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours)",
-            "venue": "this repo",
-            "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
-            "dataset": r["dataset"],
-            "rank1": r["rank1"],
-            "mAP": r["mAP"],
-            "score": round((r["rank1"] + r["mAP"]) / 2, 1),
-            "notes": f"measured: {r['budget']}; git {sha}; {r['device']}; {date}; {r['folder']}",
-        })
-    columns = ["paper", "table", "row", "method", "venue", "backbone", "dataset", "rank1", "mAP", "score",
-               "notes"]
+        rows.append(
+            {
+                "paper": "ours",
+                "table": "measured",
+                "row": r["run"],
+                "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours)",
+                "venue": "this repo",
+                "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
+                "dataset": r["dataset"],
+                "rank1": r["rank1"],
+                "mAP": r["mAP"],
+                "score": round((r["rank1"] + r["mAP"]) / 2, 1),
+                "notes": f"measured: {r['budget']}; git {sha}; {r['device']}; {date}; {r['folder']}",
+            }
+        )
+    columns = [
+        "paper",
+        "table",
+        "row",
+        "method",
+        "venue",
+        "backbone",
+        "dataset",
+        "rank1",
+        "mAP",
+        "score",
+        "notes",
+    ]
     return pd.DataFrame(rows, columns=columns)

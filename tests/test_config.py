@@ -63,6 +63,13 @@ def test_paper_values_reach_the_dataclasses():
     assert load_recipe("sen_dukemtmc").optim.epochs == 210
 
 
+def test_overrides_as_a_mapping_are_checked_the_same_way():
+    r = load_recipe("smoke", {"optim.epochs": 5, "model.options": {"r2": 0.3}, "eval.flip": True})
+    assert r.optim.epochs == 5 and r.model.options == {"r2": 0.3} and r.eval.flip is True
+    with pytest.raises(ConfigError, match="optim.epochs"):
+        load_recipe("smoke", {"optim.epochs": "five"})
+
+
 def test_overrides_are_typed():
     r = load_recipe("smoke", ["optim.epochs=5", "optim.lr=1e-3", "model.options.r2=0.3", "eval.flip=true"])
     assert r.optim.epochs == 5 and r.optim.lr == 1e-3 and r.eval.flip is True

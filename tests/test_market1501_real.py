@@ -61,3 +61,17 @@ def test_train_pids_relabelled(market):
     # relabelling keeps the order of the original pids: the first file is pid 0002 -> 0
     first = min(market.train, key=lambda r: r.path)
     assert Path(first.path).name.startswith("0002_") and first.pid == 0
+
+
+def test_cli_json_reports_the_release(capsys):
+    """The acceptance command: `python -m reidlib data stats --dataset market1501 --root ... --json`."""
+    import json
+
+    from reidlib.cli import main
+
+    assert main(["data", "stats", "--dataset", "market1501", "--root", str(market1501_root()), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "train": {"images": 12936, "ids": 751, "cameras": 6},
+        "query": {"images": 3368, "ids": 750, "cameras": 6},
+        "gallery": {"images": 15913, "ids": 751, "cameras": 6},
+    }

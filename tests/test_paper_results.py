@@ -32,8 +32,14 @@ from reidlib.paths import repo_root
 PAPER_FILES = {"sen": "self_erasing_network_sensors2021.txt", "deep_miner": "deep_miner_2021.txt"}
 OWN = "this paper's method"
 MARKERS = {"*": "attention", "+": "stripes", "~": "pose"}
-SOTA_TABLES = [("sen", 3), ("sen", 4), ("deep_miner", 5), ("deep_miner", 6), ("deep_miner", 7),
-               ("deep_miner", 8)]
+SOTA_TABLES = [
+    ("sen", 3),
+    ("sen", 4),
+    ("deep_miner", 5),
+    ("deep_miner", 6),
+    ("deep_miner", 7),
+    ("deep_miner", 8),
+]
 
 
 def papers_dir() -> Path:
@@ -93,7 +99,11 @@ def test_ablation_datasets():
     for table in (1, 2, 3, 4):
         assert set(load_paper_table("deep_miner", table)["dataset"]) == {"market1501"}
     assert set(load_paper_table("sen", 2)["dataset"]) == {
-        "market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected"}
+        "market1501",
+        "dukemtmc",
+        "cuhk03_labeled",
+        "cuhk03_detected",
+    }
 
 
 def test_one_own_row_per_sota_table():
@@ -226,41 +236,75 @@ _DM_SOTA = (None, "backbone")
 # Deep Miner's captions come AFTER their tables in the text: each region ends at its own caption.
 LAYOUTS: dict[tuple[str, int], Layout] = {
     ("sen", 2): Layout(
-        "Table 2. Influences", "The maximum activation suppression",
+        "Table 2. Influences",
+        "The maximum activation suppression",
         ("Table 2.", ("self-erasing",)),
-        _pairs("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", order=("rank1", "mAP"))),
+        _pairs("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", order=("rank1", "mAP")),
+    ),
     ("sen", 3): Layout(
-        "Table 3. Comparison", "Table 4. Comparison",
+        "Table 3. Comparison",
+        "Table 4. Comparison",
         ("Table 3.", ("Market1501", "DukeMTMC-ReID")),
-        ((None, "venue"),) + _pairs("market1501", "dukemtmc", order=("rank1", "mAP", "score"))),
+        ((None, "venue"),) + _pairs("market1501", "dukemtmc", order=("rank1", "mAP", "score")),
+    ),
     ("sen", 4): Layout(
-        "Table 4. Comparison", "4.5. Limitations",
+        "Table 4. Comparison",
+        "4.5. Limitations",
         ("Table 4.", ("CUHK-03",)),
-        ((None, "venue"),) + _pairs("cuhk03_labeled", "cuhk03_detected", order=("rank1", "mAP", "score"))),
+        ((None, "venue"),) + _pairs("cuhk03_labeled", "cuhk03_detected", order=("rank1", "mAP", "score")),
+    ),
     ("deep_miner", 1): Layout(
-        "IE Branch Position\t", "Table 1:", ("Table 1:", ("IE-Branch position",)),
-        _pairs("market1501", order=("mAP", "rank1"))),
+        "IE Branch Position\t",
+        "Table 1:",
+        ("Table 1:", ("IE-Branch position",)),
+        _pairs("market1501", order=("mAP", "rank1")),
+    ),
     ("deep_miner", 2): Layout(
-        "IE Branch Positions\t", "Table 2:", ("Table 2:", ("multiple IE-Branches",)),
-        _pairs("market1501", order=("mAP", "rank1"))),
+        "IE Branch Positions\t",
+        "Table 2:",
+        ("Table 2:", ("multiple IE-Branches",)),
+        _pairs("market1501", order=("mAP", "rank1")),
+    ),
     ("deep_miner", 3): Layout(
-        "Local Branch\t", "Table 3:", ("Table 3:", ("Local Branch",)),
-        _pairs("market1501", order=("mAP", "rank1"))),
+        "Local Branch\t",
+        "Table 3:",
+        ("Table 3:", ("Local Branch",)),
+        _pairs("market1501", order=("mAP", "rank1")),
+    ),
     ("deep_miner", 4): Layout(
-        "Attention Module\t", "Table 4:", ("Table 4:", ("Attention Module",)),
-        _pairs("market1501", order=("mAP", "rank1"))),
+        "Attention Module\t",
+        "Table 4:",
+        ("Table 4:", ("Attention Module",)),
+        _pairs("market1501", order=("mAP", "rank1")),
+    ),
     ("deep_miner", 5): Layout(
-        "Table 4:", "Table 5:", ("Table 5:", ("Market1501",)),
-        (_DM_SOTA,) + _pairs("market1501", order=("mAP", "rank1")), markers=True),
+        "Table 4:",
+        "Table 5:",
+        ("Table 5:", ("Market1501",)),
+        (_DM_SOTA,) + _pairs("market1501", order=("mAP", "rank1")),
+        markers=True,
+    ),
     ("deep_miner", 6): Layout(
-        "Table 5:", "Table 6:", ("Table 6:", ("DukeMTMC-ReID",)),
-        (_DM_SOTA,) + _pairs("dukemtmc", order=("mAP", "rank1")), markers=True),
+        "Table 5:",
+        "Table 6:",
+        ("Table 6:", ("DukeMTMC-ReID",)),
+        (_DM_SOTA,) + _pairs("dukemtmc", order=("mAP", "rank1")),
+        markers=True,
+    ),
     ("deep_miner", 7): Layout(
-        "Table 6:", "Table 7:", ("Table 7:", ("CUHK03", "767/700")),
-        (_DM_SOTA,) + _pairs("cuhk03_labeled", "cuhk03_detected", order=("mAP", "rank1")), markers=True),
+        "Table 6:",
+        "Table 7:",
+        ("Table 7:", ("CUHK03", "767/700")),
+        (_DM_SOTA,) + _pairs("cuhk03_labeled", "cuhk03_detected", order=("mAP", "rank1")),
+        markers=True,
+    ),
     ("deep_miner", 8): Layout(
-        "Table 7:", "Table 8:", ("Table 8:", ("MSMT17",)),
-        (_DM_SOTA,) + _pairs("msmt17", order=("mAP", "rank1")), markers=True),
+        "Table 7:",
+        "Table 8:",
+        ("Table 8:", ("MSMT17",)),
+        (_DM_SOTA,) + _pairs("msmt17", order=("mAP", "rank1")),
+        markers=True,
+    ),
 }
 
 # Row labels the CSV corrects (README "Transcription decisions"): CSV method -> label in the text.
@@ -284,7 +328,7 @@ def _norm(text: str) -> str:
 def _region(lines: list[str], layout: Layout) -> list[tuple[int, str]]:
     start = next(i for i, line in enumerate(lines) if line.startswith(layout.start))
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(layout.end))
-    return list(enumerate(lines))[start:end + 1]
+    return list(enumerate(lines))[start : end + 1]
 
 
 def _is_value(token: str) -> bool:

@@ -1,0 +1,98 @@
+"""The papermill runner: parameter checks before any work, executed copies and outputs per run."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from reidlib import notebooks
+from reidlib.notebooks import NotebookRunError, declared_parameters, notebook_paths, plan
+
+PARAM_SETS = ["demo", "market1501", "dukemtmc", "cuhk03", "msmt17"]
+
+
+def test_the_five_numbered_notebooks_exist():
+    stems = [p.stem for p in notebook_paths()]
+    assert stems == [
+        "01_data_statistics",
+        "02_erasing_masks",
+        "03_training",
+        "04_ablations",
+        "05_sota_comparison",
+    ]
+
+
+@pytest.mark.parametrize("params", PARAM_SETS)
+def test_every_committed_parameter_file_fits_its_notebook(params):
+    jobs = plan(params)
+    assert len(jobs) == 5
+    for job in jobs:
+        assert set(job.parameters) <= set(declared_parameters(job.notebook))
+
+
+def test_every_notebook_has_one_literal_parameters_cell_with_output_dir():
+    for path in notebook_paths():
+        declared = declared_parameters(path)
+        assert declared["output_dir"] == "", path.stem
+
+
+def _write_notebook(folder, stem, code, params_yaml=None, params_name="demo"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell('x = 1  # a number\noutput_dir = ""  # where outputs go')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}"), cell, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, folder / f"{stem}.ipynb")
+    if params_yaml is not None:
+        (folder / "params" / stem).mkdir(parents=True, exist_ok=True)
+        (folder / "params" / stem / f"{params_name}.yaml").write_text(params_yaml)
+
+
+@pytest.fixture
+def fake_notebooks(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    monkeypatch.setattr(notebooks, "notebooks_dir", lambda: folder)
+    return folder
+
+
+def test_unknown_parameter_is_refused_before_anything_runs(fake_notebooks, tmp_path):
+    code = (
+        "from pathlib import Path\nPath(output_dir, 'ran.txt').parent.mkdir(parents=True, exist_ok=True)\n"
+        "Path(output_dir, 'ran.txt').write_text(str(x))"
+    )
+    _write_notebook(fake_notebooks, "01_first", code, "x: 2\n")
+    _write_notebook(fake_notebooks, "02_second", code, "y: 3\n")
+    with pytest.raises(NotebookRunError, match=r"unknown parameter\(s\) \['y'\] for 02_second"):
+        notebooks.run("demo", out=tmp_path / "run")
+    assert not (tmp_path / "run" / "01_first").exists()  # the first notebook did not run either
+    with pytest.raises(NotebookRunError, match="no parameter file"):
+        notebooks.run("market1501", out=tmp_path / "run")
+    with pytest.raises(NotebookRunError, match="no selected notebook declares"):
+        plan("demo", only=["01"], overrides=["zzz=1"])
+    with pytest.raises(NotebookRunError, match="no notebook matches"):
+        plan("demo", only=["07"])
+
+
+def test_run_executes_with_parameters_into_the_run_folder(fake_notebooks, tmp_path):
+    code = (
+        "from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
+        "Path(output_dir, 'ran.txt').write_text(str(x))"
+    )
+    _write_notebook(fake_notebooks, "01_first", code, "x: 2\n")
+    run_dir = notebooks.run("demo", overrides=["x=5"], out=tmp_path / "run")
+    assert (run_dir / "01_first" / "ran.txt").read_text() == "5"  # --set beat the file, output_dir injected
+    executed = nbformat.read(run_dir / "01_first.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["notebooks"][0]["status"] == "ok" and record["notebooks"][0]["parameters"]["x"] == 5
+
+
+def test_a_failing_notebook_gives_a_nonzero_exit(fake_notebooks, tmp_path, capsys):
+    _write_notebook(fake_notebooks, "01_bad", "raise RuntimeError('boom')", "{}\n")
+    assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 1
+    assert "boom" in capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["notebooks"][0]["status"] == "failed"
