@@ -297,8 +297,8 @@ def _train(
             if ctx.is_main:
                 main = metrics[_main_variant(recipe)]
                 row["metrics"] = {k: v for k, v in main.items() if k != "cmc"}
-                _print_metrics(epoch, main, t.progress)
         if ctx.is_main:
+            _print_epoch(row, o.epochs)
             _append_log(out / "log.jsonl", log_rows, row)
             if epoch % t.checkpoint_every == 0 or epoch == o.epochs:
                 save_checkpoint(
@@ -361,12 +361,16 @@ def _final_metrics(
     }
 
 
-def _print_metrics(epoch: int, m: dict[str, Any], progress: bool) -> None:
-    if progress:
-        tqdm.write(
-            f"epoch {epoch}: rank-1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}  mINP {m['mINP']:.2f}  "
-            f"({m['num_valid_queries']} queries)"
-        )
+def _print_epoch(row: dict[str, Any], epochs: int) -> None:
+    """One line per epoch, with or without progress bars, so long runs leave a readable log."""
+    line = (
+        f"epoch {row['epoch']}/{epochs}: loss {row['losses'].get('total', float('nan')):.4f}, "
+        f"lr {row['lr']:.2e}, {row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.0f} s"
+    )
+    m = row["metrics"]
+    if m:
+        line += f"; rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}, mINP {m['mINP']:.2f}"
+    tqdm.write(line)
 
 
 def _train_epoch(

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from reidlib import paper_results
+
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 VARIANTS = ("plain", "flip", "rerank", "flip+rerank")
 # recipe model.name -> the network's short name (the folder names under results/market1501_cpu/)
@@ -340,17 +342,4 @@ def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
                 "notes": f"measured: {r['budget']}; git {sha}; {r['device']}; {date}; {r['folder']}",
             }
         )
-    columns = [
-        "paper",
-        "table",
-        "row",
-        "method",
-        "venue",
-        "backbone",
-        "dataset",
-        "rank1",
-        "mAP",
-        "score",
-        "notes",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=paper_results.COLUMNS)
