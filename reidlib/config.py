@@ -91,6 +91,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the network
     max_iters_per_epoch: int | None = None  # cap iterations per epoch (smoke runs)
     checkpoint_every: int = 1  # write last.pt every N epochs (and after the last)
+    keep_checkpoint: bool = True  # False: delete last.pt once metrics.json is written (grids, demos)
     progress: bool = True  # tqdm progress bars
 
 

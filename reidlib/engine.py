@@ -320,6 +320,8 @@ def _train(
         return {}
     final = _final_metrics(recipe, dataset, metrics, epoch=o.epochs, train_seconds=train_seconds)
     atomic_write_json(out / "metrics.json", final)
+    if not t.keep_checkpoint:
+        ckpt_path.unlink(missing_ok=True)  # the run is complete; nothing left to resume
     return final
 
 

@@ -132,6 +132,12 @@ def test_nan_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_synthe
     assert (out / "last.pt").read_bytes() == good
 
 
+def test_checkpoint_can_be_dropped_once_the_run_is_complete(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1", "train.keep_checkpoint=false"), out)
+    assert (out / "metrics.json").is_file() and not (out / "last.pt").exists()
+
+
 def test_run_folder_misuse(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RunFolderError, match="nothing to resume"):
