@@ -38,6 +38,7 @@ RUN_COLUMNS = [
     "run",
     "network",
     "recipe",
+    "seed",
     "dataset",
     "backbone",
     "pretrained",
@@ -180,6 +181,7 @@ def _flatten(run: dict[str, Any] | None, params: dict[str, Any], folder: Path, s
         "run": folder.name,
         "network": network_name(recipe),
         "recipe": recipe["name"],
+        "seed": params.get("seed", recipe.get("train", {}).get("seed")),
         "dataset": params.get("dataset", {}).get("name", d.get("dataset")),
         "backbone": m.get("backbone"),
         "pretrained": bool(m.get("pretrained")),
@@ -300,9 +302,10 @@ def gains_over_reference(
     by: str = "network",
     within: Iterable[str] = ("dataset", "budget"),
 ) -> pd.DataFrame:
-    """``runs`` with ``gain_<metric>`` columns: each row's metric minus the ``reference`` row's (the
-    row whose ``by`` column equals ``reference``) among the rows with the same ``within`` columns (same
-    dataset and same budget), in percentage points; NaN where there is no such reference."""
+    """``runs`` with ``gain_<metric>`` columns: each row's metric minus the ``reference`` rows' (the
+    rows whose ``by`` column equals ``reference``) among the rows with the same ``within`` columns (same
+    dataset and same budget), in percentage points; NaN where there is no such reference. Several
+    reference runs (repeated seeds) are averaged, so every run is compared with the same number."""
     metrics, within = list(metrics), list(within)
     out = runs.copy()
     for k in metrics:
@@ -310,11 +313,27 @@ def gains_over_reference(
     for _, idx in out.groupby(within, dropna=False).groups.items():
         group = out.loc[idx]
         ref = group[group[by] == reference]
-        if len(ref) != 1:
+        if ref.empty:
             continue
         for k in metrics:
-            out.loc[idx, f"gain_{k}"] = group[k] - float(ref[k].iloc[0])
+            out.loc[idx, f"gain_{k}"] = group[k] - float(ref[k].mean())
     return out
+
+
+def seed_spread(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP", "mINP")) -> pd.DataFrame:
+    """Per network (and dataset, budget) with more than one seed: the runs, the mean, and the spread
+    (max - min) of each metric, in points: the noise a single run's number carries."""
+    metrics = list(metrics)
+    rows = []
+    for (network, dataset, budget), group in runs.groupby(["network", "dataset", "budget"], dropna=False):
+        if group["seed"].nunique() < 2:
+            continue
+        row = {"network": network, "dataset": dataset, "budget": budget, "seeds": sorted(group["seed"])}
+        for k in metrics:
+            row[f"{k}_mean"] = float(group[k].mean())
+            row[f"{k}_spread"] = float(group[k].max() - group[k].min())
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:

@@ -167,6 +167,28 @@ def test_gains_over_bot_are_taken_within_one_dataset_and_budget():
     assert math.isnan(out["gain_rank1"].iloc[3])  # no BoT at the GPU budget
 
 
+def test_repeated_reference_seeds_are_averaged_and_their_spread_reported():
+    df = pd.DataFrame(
+        {
+            "network": ["bot", "bot", "sen", "sen"],
+            "seed": [0, 1, 0, 1],
+            "dataset": ["market1501"] * 4,
+            "budget": ["cpu"] * 4,
+            "rank1": [60.0, 62.0, 64.0, 65.0],
+            "mAP": [36.0, 37.0, 40.0, 40.5],
+            "mINP": [8.0, 9.0, 10.0, 10.0],
+        }
+    )
+    out = runs.gains_over_reference(df)
+    # BoT mean: rank-1 61, mAP 36.5, mINP 8.5
+    assert out["gain_rank1"].tolist() == [-1.0, 1.0, 3.0, 4.0]
+    assert out["gain_mAP"].tolist() == [-0.5, 0.5, 3.5, 4.0]
+    spread = runs.seed_spread(df).set_index("network")
+    assert spread.loc["bot", "rank1_spread"] == 2.0 and spread.loc["sen", "mAP_spread"] == 0.5
+    assert spread.loc["bot", "seeds"] == [0, 1] and spread.loc["sen", "rank1_mean"] == 64.5
+    assert runs.seed_spread(df[df["seed"] == 0]).empty  # one seed: no spread to report
+
+
 def test_variants_and_published_rows(tmp_path):
     _write(tmp_path / "sen", "sen_market1501_cpu", _metrics(64.0, 40.0, 10.0), sha="fedcba9876", dirty=True)
     df = runs_table(tmp_path)
