@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -373,6 +374,7 @@ def _print_epoch(row: dict[str, Any], epochs: int) -> None:
     if m:
         line += f"; rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}, mINP {m['mINP']:.2f}"
     tqdm.write(line)
+    sys.stdout.flush()  # visible at once when stdout is a log file
 
 
 def _train_epoch(
