@@ -33,8 +33,10 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 
 # Full-scale paper recipes on a GPU box: make reproduce DATASET=market1501 DATA_ROOT=/data/market1501
+# 03 trains (or resumes, or reads back) the paper recipe into results/$(DATASET)/ first; 02 then draws
+# the masks of that network. DATASET: market1501, dukemtmc, cuhk03 or msmt17.
 reproduce: install
-	$(PY) -m reidlib notebooks run --params $(DATASET) --set data_root=$(DATA_ROOT)
+	$(PY) -m reidlib notebooks run --params $(DATASET) --set data_root=$(DATA_ROOT) --only 03 01 02 04 05
 
 clean-venv:
 	rm -rf $(VENV)

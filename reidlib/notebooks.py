@@ -36,15 +36,16 @@ def notebooks_dir() -> Path:
 
 
 def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
-    """The numbered notebooks in order; ``only`` selects by stem or number prefix (``03``)."""
+    """The numbered notebooks in order; ``only`` selects by stem or number prefix (``03``), and runs
+    them in the order given (``make reproduce`` trains in 03 before 02 draws that network's masks)."""
     paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     if not only:
         return paths
-    chosen = [p for p in paths if any(p.stem == o or p.stem.startswith(f"{o}_") for o in only)]
-    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(f"{o}_") for p in paths)]
+    matches = {o: [p for p in paths if p.stem == o or p.stem.startswith(f"{o}_")] for o in only}
+    missing = [o for o, found in matches.items() if not found]
     if missing:
         raise NotebookRunError(f"no notebook matches {missing}; notebooks: {[p.stem for p in paths]}")
-    return chosen
+    return list(dict.fromkeys(p for o in only for p in matches[o]))
 
 
 def declared_parameters(path: Path) -> dict[str, Any]:
