@@ -62,6 +62,7 @@ EXECUTION_KEYS = (
     ("data", "test_batch_size"),
     ("train", "progress"),
     ("train", "checkpoint_every"),
+    ("train", "keep_checkpoint"),
     ("train", "device"),
 )
 

@@ -72,7 +72,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
-    model.to(runtime.device)
+    runtime.place(model)
     dataset = _dataset_for(recipe, args)
     variant = "+".join(v for v, on in (("flip", args.flip), ("rerank", args.rerank)) if on) or "plain"
     d = recipe.data
@@ -116,7 +116,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
-    model.to(runtime.device)
+    runtime.place(model)
     dataset = _dataset_for(recipe, args)
     d = recipe.data
     out = {}

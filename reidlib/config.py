@@ -279,6 +279,21 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
     if d.num_identities < 2 or d.num_instances < 1:
         raise ConfigError("data.num_identities must be >= 2 (triplets need two ids), data.num_instances >= 1")
+    if d.num_instances < 2 and any(term.kind == "triplet" for term in recipe.loss.terms):
+        raise ConfigError("data.num_instances must be >= 2 with a triplet loss (anchors need a positive)")
+    positive = {
+        "data.height": d.height,
+        "data.width": d.width,
+        "data.test_batch_size": d.test_batch_size,
+        "eval.every": recipe.eval.every,
+        "eval.max_rank": recipe.eval.max_rank,
+        "train.checkpoint_every": recipe.train.checkpoint_every,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: expected a positive integer, got {value}")
+    if d.workers < 0:
+        raise ConfigError(f"data.workers: expected 0 or more, got {d.workers}")
     if recipe.eval.metric not in ("cosine", "euclidean"):
         raise ConfigError(f"eval.metric: expected cosine or euclidean, got {recipe.eval.metric!r}")
     if recipe.eval.mode not in ("standard", "official"):

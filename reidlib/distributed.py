@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,9 @@ def init_distributed(use_cuda: bool) -> DistContext:
     if not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(ctx.local_rank)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # Generous timeout: after the last epoch rank 0 alone ranks and re-ranks (minutes on MSMT17)
+        # while the other ranks wait in a barrier.
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
     return ctx
 
 

@@ -15,6 +15,7 @@ rank trains on its share of each epoch (DDP) and rank 0 alone writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -26,11 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
 from reidlib.checkpoint import (
+    CheckpointError,
     check_compatible,
     load_checkpoint,
     rng_state,
@@ -47,7 +50,7 @@ from reidlib.losses import Criterion
 from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
 from reidlib.paths import results_root
-from reidlib.provenance import environment
+from reidlib.provenance import device_description, environment
 from reidlib.schedule import lr_at
 from reidlib.transforms import build_train_transform
 
@@ -95,13 +98,24 @@ def prepare_dataset(recipe: Recipe, data_root: str | Path | None = None) -> Reid
     return load_dataset(recipe.data.dataset, root)
 
 
-def build_criterion(recipe: Recipe, model: ReIDNetwork, num_classes: int) -> Criterion:
+def build_criterion(
+    recipe: Recipe, model: ReIDNetwork, num_classes: int, *, check_inputs: bool = True
+) -> Criterion:
+    """The recipe's loss terms for ``model``; every branch of the model must have a term (a branch
+    without a loss would train nothing and, under DDP, stop the gradient reduction)."""
+    unused = sorted(set(model.feat_dims) - {t.branch for t in recipe.loss.terms})
+    if unused:
+        raise ValueError(
+            f"loss.terms: no loss term for the model's branch(es) {unused}; the model has "
+            f"{list(model.feat_dims)} (add a term, or switch the branch off in model.options)"
+        )
     return Criterion(
         recipe.loss.terms,
         num_classes,
         model.feat_dims,
         label_smoothing=recipe.loss.label_smoothing,
         triplet_margin=recipe.loss.triplet_margin,
+        check_inputs=check_inputs,
     )
 
 
@@ -193,14 +207,18 @@ def _train(
         raise RunFolderError(f"{out}: nothing to resume, {ckpt_path.name} is missing")
     if not resume and ckpt_path.is_file():
         raise RunFolderError(f"{out}: a run already lives here; pass --resume to continue it or choose --out")
+    if resume and (out / "metrics.json").is_file() and load_checkpoint(ckpt_path)["epoch"] >= o.epochs:
+        return json.loads((out / "metrics.json").read_text())  # finished: nothing to train, read it back
+    if ctx.is_main:
+        tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}")
+    if runtime.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
     dataset = prepare_dataset(recipe, data_root)
     num_classes = dataset.num_train_pids
     seed_everything(t.seed)  # same initial weights on every rank
-    model = build_network(recipe, num_classes).to(runtime.device)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    criterion = build_criterion(recipe, model, num_classes).to(runtime.device)
+    model = runtime.place(build_network(recipe, num_classes))
+    criterion = build_criterion(recipe, model, num_classes, check_inputs=False).to(runtime.device)
     optimizer = build_optimizer(recipe, model.parameters())
     center_params = list(criterion.center_parameters())
     center_optimizer = torch.optim.SGD(center_params, lr=recipe.loss.center_lr) if center_params else None
@@ -222,7 +240,10 @@ def _train(
         ckpt = load_checkpoint(ckpt_path)
         check_compatible(ckpt, recipe, num_classes, ckpt_path)
         model.load_state_dict(ckpt["model"])
-        criterion.load_state_dict(ckpt["criterion"])
+        try:
+            criterion.load_state_dict(ckpt["criterion"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{ckpt_path}: its centers do not fit loss.terms: {err}") from err
         optimizer.load_state_dict(ckpt["optimizer"])
         if center_optimizer is not None:
             center_optimizer.load_state_dict(ckpt["center_optimizer"])
@@ -243,6 +264,8 @@ def _train(
                 "seed": t.seed,
                 "num_classes": num_classes,
                 "world_size": ctx.world_size,
+                # each rank draws its own P x K batch: under DDP one step averages world_size batches
+                "global_batch": ctx.world_size * d.num_identities * d.num_instances,
                 "dataset": {"name": d.dataset, "root": str(dataset.root), **dataset.stats()},
                 "runtime": {
                     "amp": str(runtime.amp_dtype),
@@ -285,7 +308,7 @@ def _train(
                 dataset,
                 height=d.height,
                 width=d.width,
-                runtime=runtime,
+                runtime=dataclasses.replace(runtime, amp_dtype=None),  # test features in fp32
                 batch_size=d.test_batch_size,
                 workers=d.workers,
                 metric=e.metric,
@@ -405,6 +428,7 @@ def _train_epoch(
     for it, (images, pids, _camids, _idx) in enumerate(loader):
         if it >= total_iters:
             break
+        criterion.check_labels(pids)  # on the CPU batch: no GPU sync inside the loss terms
         images, pids = runtime.images(images), pids.to(runtime.device, non_blocking=True)
         total, terms = step(images, pids)
         optimizer.zero_grad(set_to_none=True)
@@ -422,7 +446,7 @@ def _train_epoch(
         images_seen += images.shape[0]
         if (it + 1) % 10 == 0 or it + 1 == total_iters:
             mean_total = float(sums["total"]) / (it + 1)
-            _check_finite(mean_total, epoch, it)
+            _check_finite(mean_total, epoch, it, ctx)
             bar.set_postfix(
                 loss=f"{mean_total:.3f}", img_s=f"{images_seen / (time.perf_counter() - start):.0f}"
             )
@@ -430,7 +454,7 @@ def _train_epoch(
     bar.close()
     seconds = time.perf_counter() - start
     losses = {k: float(v) / max(total_iters, 1) for k, v in sums.items()}
-    _check_finite(losses.get("total", 0.0), epoch, total_iters - 1)
+    _check_finite(losses.get("total", 0.0), epoch, total_iters - 1, ctx)
     return {
         "epoch": epoch,
         "lr": lr,
@@ -442,13 +466,27 @@ def _train_epoch(
     }
 
 
-def _check_finite(value: float, epoch: int, iteration: int) -> None:
-    if not math.isfinite(value):
+def _check_finite(value: float, epoch: int, iteration: int, ctx: DistContext) -> None:
+    """Stop on a NaN/inf loss; under DDP every rank stops together (no rank left waiting in a collective)."""
+    finite = math.isfinite(value)
+    if ctx.enabled:
+        flag = torch.tensor([1.0 if finite else 0.0], device=_collective_device())
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        finite = bool(flag.item())
+    if not finite:
         raise TrainingDiverged(
-            f"epoch {epoch}: the training loss became {value} by iteration {iteration + 1}; stopped "
+            f"epoch {epoch}: the training loss became non-finite by iteration {iteration + 1}; stopped "
             "before writing a checkpoint, so last.pt still holds the last good epoch "
             "(lower optim.lr or check the data)"
         )
+
+
+def _collective_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
 
 
 # ----------------------------------------------------------------------------- trained networks

@@ -28,6 +28,11 @@ class Runtime:
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
 
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move a network to the device, in channels_last when the runtime uses it."""
+        module = module.to(self.device)
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+
     def images(self, images: Tensor) -> Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return images.to(self.device, non_blocking=True, memory_format=fmt)
@@ -96,11 +101,13 @@ def rank_features(
     """Distances, optional k-reciprocal re-ranking, then ``evaluate_rank``; also returns the distmat."""
     distmat = pairwise_distance(qf, gf, metric)
     if rerank:
+        # re_ranking follows the paper's convention: squared Euclidean (cosine distances work as given)
+        power = 2 if metric == "euclidean" else 1
         distmat = torch.from_numpy(
             re_ranking(
-                distmat.numpy(),
-                pairwise_distance(qf, qf, metric).numpy(),
-                pairwise_distance(gf, gf, metric).numpy(),
+                distmat.numpy() ** power,
+                pairwise_distance(qf, qf, metric).numpy() ** power,
+                pairwise_distance(gf, gf, metric).numpy() ** power,
             )
         )
     q_pids, q_camids = _ids(query)

@@ -67,18 +67,22 @@ def _check_label_range(pids: Tensor, num_classes: int, pids_name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def cross_entropy_label_smooth(logits: Tensor, targets: Tensor, epsilon: float = 0.1) -> Tensor:
+def cross_entropy_label_smooth(
+    logits: Tensor, targets: Tensor, epsilon: float = 0.1, *, check: bool = True
+) -> Tensor:
     """Cross-entropy against label-smoothed targets, averaged over the batch (SEN eqs. 6-7, DM eqs. 3-4).
 
     With N classes the target distribution is q_i = 1 - eps * (N - 1) / N for the true class and
     q_i = eps / N for every other class; the loss is -sum_i q_i log p_i, p = softmax(logits), and the
-    batch mean is returned. ``epsilon = 0`` is plain cross-entropy.
+    batch mean is returned. ``epsilon = 0`` is plain cross-entropy. ``check=False`` skips the
+    label-range check, which reads the labels back from the device (the engine checks them on the CPU).
     """
     _check_batch("logits", logits, targets, "targets")
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
     num_classes = logits.shape[1]
-    _check_label_range(targets, num_classes, "targets")
+    if check:
+        _check_label_range(targets, num_classes, "targets")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # softmax over hundreds of classes in half precision loses digits
     log_probs = F.log_softmax(logits, dim=1)  # (B, N)
@@ -127,14 +131,15 @@ def _check_pk_batch(pids: Tensor) -> None:
         )
 
 
-def hardest_pairs(feats: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
+def hardest_pairs(feats: Tensor, pids: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
     """For each anchor, the distance to its hardest positive and to its hardest negative.
 
     Returns (d_ap, d_an), each (B,): d_ap = max over the other images of the anchor's identity (the
     anchor itself excluded), d_an = min over the images of the other identities. Euclidean distances.
     """
     _check_batch("feats", feats, pids, "pids")
-    _check_pk_batch(pids)
+    if check:
+        _check_pk_batch(pids)
     distmat = euclidean_distmat(feats, feats)  # (B, B)
     same = pids[:, None] == pids[None, :]  # (B, B)
     eye = torch.eye(len(pids), dtype=torch.bool, device=feats.device)
@@ -144,7 +149,9 @@ def hardest_pairs(feats: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
     return d_ap, d_an
 
 
-def batch_hard_triplet(feats: Tensor, pids: Tensor, margin: float | None = 0.3) -> Tensor:
+def batch_hard_triplet(
+    feats: Tensor, pids: Tensor, margin: float | None = 0.3, *, check: bool = True
+) -> Tensor:
     """Batch-hard triplet loss (Hermans et al.; SEN eq. 8), or its soft-margin form (Deep Miner eq. 5).
 
     For every anchor a of the P x K batch: d_ap = distance to the farthest image of the same identity,
@@ -162,7 +169,7 @@ def batch_hard_triplet(feats: Tensor, pids: Tensor, margin: float | None = 0.3) 
     """
     if margin is not None and not (margin >= 0 and math.isfinite(margin)):
         raise ValueError(f"margin must be a finite number >= 0 or None (soft margin), got {margin}")
-    d_ap, d_an = hardest_pairs(feats, pids)
+    d_ap, d_an = hardest_pairs(feats, pids, check=check)
     if margin is None:
         return F.softplus(d_ap - d_an).mean()
     return F.relu(d_ap - d_an + margin).mean()
@@ -196,13 +203,14 @@ class CenterLoss(nn.Module):
         self.feat_dim = feat_dim
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
 
-    def forward(self, feats: Tensor, pids: Tensor) -> Tensor:
+    def forward(self, feats: Tensor, pids: Tensor, *, check: bool = True) -> Tensor:
         _check_batch("feats", feats, pids, "pids")
         if feats.shape[1] != self.feat_dim:
             raise ValueError(
                 f"feats has dimension {feats.shape[1]} but the centers have feat_dim = {self.feat_dim}"
             )
-        _check_label_range(pids, self.num_classes, "pids")
+        if check:
+            _check_label_range(pids, self.num_classes, "pids")
         diff = feats - self.centers[pids.long()]  # (B, D)
         return diff.pow(2).sum(dim=1).mean()
 
@@ -222,7 +230,7 @@ class LossTerm:
     kind "ce" uses the branch's logits, "triplet" and "center" its pre-BN feature ``feat``.
     """
 
-    branch: str  # e.g. "global", "bs", "ms", "ie1", "local"
+    branch: str  # e.g. "global", "bs", "ms", "ie_b2", "local"
     kind: str  # "ce" | "triplet" | "center"
     weight: float = 1.0
 
@@ -257,7 +265,8 @@ class Criterion(nn.Module):
 
     The centers are trained by a separate optimiser (BoT convention, NOTES.md): give it
     :meth:`center_parameters`, and call :meth:`rescale_center_grads` between ``backward()`` and its
-    ``step()``.
+    ``step()``. ``check_inputs=False`` skips the per-term label checks (each reads the labels back
+    from the GPU); then call :meth:`check_labels` on the CPU batch instead.
     """
 
     def __init__(
@@ -268,6 +277,7 @@ class Criterion(nn.Module):
         *,
         label_smoothing: float = 0.1,
         triplet_margin: float | None = 0.3,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         terms = tuple(terms)
@@ -290,6 +300,7 @@ class Criterion(nn.Module):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.triplet_margin = triplet_margin
+        self.check_inputs = check_inputs
         self.centers = nn.ModuleDict()
         for term in terms:
             if term.kind != "center":
@@ -300,6 +311,13 @@ class Criterion(nn.Module):
                     f"feat_dims names {sorted(feat_dims)}"
                 )
             self.centers[term.branch] = CenterLoss(num_classes, int(feat_dims[term.branch]))
+
+    def check_labels(self, pids: Tensor) -> None:
+        """The value checks of every term, done once on ``pids`` where they live (the CPU batch in
+        the engine), so the terms can run with ``check_inputs=False`` and never wait for the GPU."""
+        _check_label_range(pids, self.num_classes, "pids")
+        if any(t.kind == "triplet" for t in self.terms):
+            _check_pk_batch(pids)
 
     def center_parameters(self) -> Iterator[nn.Parameter]:
         """The learnable centers, for their own optimiser (empty when no term is a center loss)."""
@@ -332,11 +350,13 @@ class Criterion(nn.Module):
         for term in self.terms:
             out = outputs[term.branch]
             if term.kind == "ce":
-                value = cross_entropy_label_smooth(out.logits, pids, self.label_smoothing)
+                value = cross_entropy_label_smooth(
+                    out.logits, pids, self.label_smoothing, check=self.check_inputs
+                )
             elif term.kind == "triplet":
-                value = batch_hard_triplet(out.feat, pids, self.triplet_margin)
+                value = batch_hard_triplet(out.feat, pids, self.triplet_margin, check=self.check_inputs)
             else:
-                value = self.centers[term.branch](out.feat, pids)
+                value = self.centers[term.branch](out.feat, pids, check=self.check_inputs)
             weighted = term.weight * value
             logs[term.name] = weighted.detach()
             total = weighted if total is None else total + weighted

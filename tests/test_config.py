@@ -90,6 +90,12 @@ def test_overrides_are_typed():
         ("eval.final_variants=[mirror]", ["eval.final_variants"]),
         ("loss.terms=[]", ["loss.terms"]),
         ("optim.epochs", ["key=value"]),
+        ("eval.every=0", ["eval.every", "positive"]),
+        ("train.checkpoint_every=0", ["train.checkpoint_every"]),
+        ("eval.max_rank=0", ["eval.max_rank"]),
+        ("data.test_batch_size=0", ["data.test_batch_size"]),
+        ("data.workers=-1", ["data.workers"]),
+        ("data.num_instances=1", ["data.num_instances", "positive"]),
     ],
 )
 def test_bad_keys_and_values_are_named(override, words):

@@ -138,6 +138,20 @@ def test_checkpoint_can_be_dropped_once_the_run_is_complete(tiny_synthetic, tmp_
     assert (out / "metrics.json").is_file() and not (out / "last.pt").exists()
 
 
+def test_resuming_a_finished_run_reads_it_back_without_training(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    first = train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    before = (out / "params.json").read_text(), (out / "last.pt").stat().st_mtime_ns
+    assert train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out, resume=True) == first
+    assert ((out / "params.json").read_text(), (out / "last.pt").stat().st_mtime_ns) == before
+
+
+def test_a_model_branch_without_a_loss_term_is_refused(tiny_synthetic, tmp_path):
+    recipe = tiny_recipe(tiny_synthetic, "model.name=sen", "loss.terms=[{branch: global, kind: ce}]")
+    with pytest.raises(ValueError, match=r"no loss term for the model's branch\(es\) \['bs', 'ms'\]"):
+        train(recipe, tmp_path / "run")
+
+
 def test_run_folder_misuse(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RunFolderError, match="nothing to resume"):
@@ -151,7 +165,11 @@ def test_checkpoint_of_another_model_or_class_count_is_refused(tiny_synthetic, t
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
     other = tiny_recipe(
-        tiny_synthetic, "optim.epochs=2", "model.name=sen", "loss.terms=[{branch: global, kind: ce}]"
+        tiny_synthetic,
+        "optim.epochs=2",
+        "model.name=sen",
+        "model.options={use_bs: false, use_ms: false}",
+        "loss.terms=[{branch: global, kind: ce}]",
     )
     with pytest.raises(CheckpointError, match="model.name='baseline'.*model.name='sen'"):
         train(other, out, resume=True)

@@ -420,3 +420,18 @@ def test_triplet_half_precision_is_computed_in_float32():
     loss = batch_hard_triplet(feats.half(), FOUR_PIDS, margin=0.3)
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(6.9 / 4, rel=1e-3)
+
+
+def test_unchecked_terms_give_the_same_loss_and_check_labels_catches_what_they_skip():
+    """The engine runs the terms with check_inputs=False (no GPU sync) and checks labels on the CPU."""
+    outputs = _outputs({"global": 8, "bs": 8, "ms": 8}, batch=len(PIDS))
+    checked = Criterion(sen_terms(), NUM_CLASSES, {"global": 8})
+    unchecked = Criterion(sen_terms(), NUM_CLASSES, {"global": 8}, check_inputs=False)
+    unchecked.load_state_dict(checked.state_dict())
+    assert torch.equal(checked(outputs, PIDS)[0], unchecked(outputs, PIDS)[0])
+    with pytest.raises(ValueError, match="must lie in"):
+        unchecked.check_labels(torch.tensor([0, 0, NUM_CLASSES, NUM_CLASSES]))
+    with pytest.raises(ValueError, match="at least 2 images"):
+        unchecked.check_labels(torch.tensor([0, 0, 1, 2]))
+    ce_only = Criterion([LossTerm("global", "ce")], NUM_CLASSES, {"global": 8}, check_inputs=False)
+    ce_only.check_labels(torch.tensor([0, 1, 2, 3]))  # no triplet term: single images are fine

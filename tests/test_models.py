@@ -506,8 +506,13 @@ def test_unknown_model_and_option_are_named():
         ("deep_miner", {"ie_blocks": (4,)}, "ie_blocks"),
         ("deep_miner", {"ie_blocks": (2, 4)}, "ie_blocks"),
         ("deep_miner", {"ie_blocks": (0,)}, "ie_blocks"),
-        ("deep_miner", {"ie_blocks": (2.0,)}, "ie_blocks"),  # fails now: TypeError from ModuleList
-        ("deep_miner", {"ie_blocks": 2}, "ie_blocks"),  # fails now: TypeError from set(2)
+        ("deep_miner", {"ie_blocks": (2.0,)}, "ie_blocks"),
+        ("deep_miner", {"ie_blocks": 2}, "ie_blocks"),
+        ("sen", {"r1": "abc"}, "r1"),  # values from a YAML typo: named, not a TypeError
+        ("sen", {"p": "2"}, "p"),
+        ("sen", {"use_bs": "no"}, "use_bs"),  # a non-empty string would count as true
+        ("deep_miner", {"tau": "0.8"}, "tau"),
+        ("deep_miner", {"local": 1}, "local"),
         ("deep_miner", {"num_stripes": 0}, "num_stripes"),
         ("deep_miner", {"attention": "se"}, "attention"),
         ("bdb", {"h_ratio": 1.5}, "h_ratio"),

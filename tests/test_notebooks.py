@@ -33,7 +33,13 @@ def test_every_committed_parameter_file_fits_its_notebook(params):
 
 
 def test_only_runs_notebooks_in_the_order_given():
-    assert [p.stem[:2] for p in notebook_paths(["03", "01", "02", "04", "05"])] == ["03", "01", "02", "04", "05"]
+    assert [p.stem[:2] for p in notebook_paths(["03", "01", "02", "04", "05"])] == [
+        "03",
+        "01",
+        "02",
+        "04",
+        "05",
+    ]
 
 
 def test_every_notebook_has_one_literal_parameters_cell_with_output_dir():

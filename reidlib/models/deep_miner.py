@@ -23,7 +23,7 @@ from reidlib.erasing import Erase, minmax_threshold_mask
 from reidlib.models.attention import build_attention
 from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
-from reidlib.models.network import ReIDNetwork, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_flag, check_fraction, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
 
 ATTENTION_AFTER = (2, 3)  # blocks followed by ATT in G and in the copies (section 3.4)
@@ -72,6 +72,7 @@ class DeepMiner(ReIDNetwork):
         super().__init__()
         check_num_classes(num_classes)
         check_fraction("tau", tau, closed=True)
+        check_flag("local", local)
         blocks = None if isinstance(ie_blocks, (int, str)) else tuple(ie_blocks)
         if blocks is None or not all(type(i) is int and 1 <= i <= 3 for i in blocks):
             raise ValueError(f"ie_blocks: expected a subset of {{1, 2, 3}} (ints), got {ie_blocks!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 import torch
@@ -21,9 +22,17 @@ def check_num_classes(num_classes: int) -> None:
 
 def check_fraction(name: str, value: float, *, closed: bool) -> None:
     """Ratios live in [0, 1) (erasing everything is meaningless); thresholds in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
     ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
     if not ok:
         raise ValueError(f"{name}: expected a value in [0, {'1]' if closed else '1)'}, got {value}")
+
+
+def check_flag(name: str, value: bool) -> None:
+    """Switches must be true booleans: a YAML string such as "no" would otherwise count as true."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
 
 
 class ReIDNetwork(nn.Module):

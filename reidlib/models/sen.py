@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from reidlib.erasing import Erase, low_activation_mask, top_activation_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
 from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
-from reidlib.models.network import ReIDNetwork, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_flag, check_fraction, check_num_classes
 from reidlib.models.outputs import ModelOutput
 
 
@@ -43,7 +43,9 @@ class SEN(ReIDNetwork):
         check_num_classes(num_classes)
         check_fraction("r1", r1, closed=False)
         check_fraction("r2", r2, closed=False)
-        if p <= 0:
+        check_flag("use_bs", use_bs)
+        check_flag("use_ms", use_ms)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
             raise ValueError(f"p: expected a positive exponent, got {p}")
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels

@@ -234,7 +234,8 @@ def activation_maps(
     model.eval()
     try:
         device = next(model.parameters()).device
-        maps = model.feature_maps(images.to(device))
+        with torch.no_grad():
+            maps = model.feature_maps(images.to(device))
     finally:
         model.train(was_training)
     if name is None:

@@ -29,7 +29,8 @@ def recording_epoch(
         step, criterion, optimizer, center_optimizer, scaler, loader, runtime, recipe, epoch, lr, ctx
     )
     model = step.module.model
-    checksum = [float(p.detach().double().sum()) for p in model.parameters()]
+    # the network and the centers: DDP must keep both identical (the centers live in the criterion)
+    checksum = [float(p.detach().double().sum()) for p in [*model.parameters(), *criterion.parameters()]]
     records.append({"epoch": epoch, "batches": batches[: row["iters"]], "checksum": checksum})
     return row
 
