@@ -86,7 +86,7 @@ class EvalConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16 (an overflow stops the run)
     channels_last: bool = True  # NHWC: the fast layout for convolutions on CUDA and on CPU (oneDNN)
     compile: bool = False  # torch.compile the network
     max_iters_per_epoch: int | None = None  # cap iterations per epoch (smoke runs)
