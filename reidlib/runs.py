@@ -336,6 +336,11 @@ def seed_spread(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP", "m
     return pd.DataFrame(rows)
 
 
+def _seed_note(run: pd.Series) -> str:
+    seed = run.get("seed")
+    return "" if seed is None or pd.isna(seed) or seed == 0 else f", seed {int(seed)}"
+
+
 def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished runs in the schema of ``data/paper_results`` (paper, table, row, method, venue,
     backbone, dataset, rank1, mAP, score, notes) with ``paper = "ours"`` and the provenance (budget,
@@ -351,7 +356,7 @@ def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
                 "paper": "ours",
                 "table": "measured",
                 "row": r["run"],
-                "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours)",
+                "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours{_seed_note(r)})",
                 "venue": "this repo",
                 "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
                 "dataset": r["dataset"],

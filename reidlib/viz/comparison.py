@@ -226,7 +226,12 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     if runs.empty:
         raise ValueError("runs is empty: nothing to plot")
     nets = list(runs["network"])
-    names = [NETWORK_LABELS.get(n, n) for n in nets]
+    seeds = list(runs["seed"]) if "seed" in runs.columns else [None] * len(nets)
+    repeated = {n for n in nets if nets.count(n) > 1}  # a network run with several seeds
+    names = [
+        NETWORK_LABELS.get(n, n) + (f"\nseed {s}" if n in repeated else "")
+        for n, s in zip(nets, seeds, strict=True)
+    ]
     metrics = ["rank1", "mAP", "mINP"]
     variants = [v for v in VARIANTS if f"{v}_mAP" in runs.columns and runs[f"{v}_mAP"].notna().any()]
     fig, axes = _figure(12.5, 4.4, 1, 2 if variants else 1)
