@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= .ci/constraints.txt
 STAMP := $(VENV)/.reidlib-installed
 
-.PHONY: install demo test lint bench reproduce clean-venv
+.PHONY: install demo test lint bench reproduce market1501-cpu clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,20 @@ bench: install
 # the masks of that network. DATASET: market1501, dukemtmc, cuhk03 or msmt17.
 reproduce: install
 	$(PY) -m reidlib notebooks run --params $(DATASET) --set data_root=$(DATA_ROOT) --only 03 01 02 04 05
+
+# The four networks on the real Market-1501 at the CPU budget (ResNet-18, 128x64, 20 epochs; 45-60 min
+# each on 2 cores, Deep Miner about 2 h): make market1501-cpu DATA_ROOT=/data/market1501. Each run and
+# its report (curves, CMC, ranked lists with activation maps) land in results/market1501_cpu/<network>/.
+# A repeated seed: make market1501-cpu CPU_NETS=bot SEED=1 (folder <network>_seed1).
+CPU_NETS ?= bot bdb sen deep_miner
+SEED ?= 0
+market1501-cpu: install
+	for net in $(CPU_NETS); do \
+	  dir=results/market1501_cpu/$${net}$(if $(filter-out 0,$(SEED)),_seed$(SEED)); \
+	  $(PY) -m reidlib notebooks run --params market1501_cpu --only 03 --set data_root=$(DATA_ROOT) \
+	    --set recipe=$${net}_market1501_cpu --set run_dir=$$dir --out $$dir/report \
+	    --set 'overrides={train.progress: false, train.seed: $(SEED)}' || exit 1; \
+	done
 
 clean-venv:
 	rm -rf $(VENV)

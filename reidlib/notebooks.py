@@ -111,6 +111,9 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
             if name in declared:
                 values[name] = value
                 used.add(name)
+        if isinstance(values.get("data_root"), str) and values["data_root"]:
+            # the kernel runs in notebooks/: a relative dataset path means one from the caller's folder
+            values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
         unknown = sorted(set(values) - set(declared))
         if unknown:
             raise NotebookRunError(

@@ -7,6 +7,7 @@ fails when a figure is missing, empty or not the size it should be.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,11 +27,26 @@ def output_folder(notebook: str, output_dir: str = "") -> Path:
     return folder
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI) -> Path:
-    """Save a matplotlib figure as PNG (fixed dpi, so its pixel size is known) and return the path."""
+def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:
+    """Save a matplotlib figure as PNG (fixed dpi, so its pixel size is known) and return the path.
+
+    ``colors``: store a palette of that many colours instead of full RGBA. Figures made of photos
+    (ranked lists, activation overlays) shrink about 3x at 256 colours with no visible change, which
+    is what keeps committed run reports small.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        if colors is None:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        else:
+            from PIL import Image
+
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            buffer.seek(0)
+            with Image.open(buffer) as image:
+                palette = image.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
+            palette.save(tmp, format="png", optimize=True)
     return path
 
 

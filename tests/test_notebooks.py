@@ -32,6 +32,14 @@ def test_every_committed_parameter_file_fits_its_notebook(params):
         assert set(job.parameters) <= set(declared_parameters(job.notebook))
 
 
+def test_single_notebook_parameter_files_fit_their_notebook():
+    # sets that exist for one notebook only, e.g. 03_training/market1501_cpu.yaml (the CPU-budget runs)
+    for nb in notebook_paths():
+        for name in set(notebooks.available_params(nb)) - set(PARAM_SETS):
+            (job,) = plan(name, only=[nb.stem[:2]])
+            assert set(job.parameters) <= set(declared_parameters(nb)), (nb.stem, name)
+
+
 def test_only_runs_notebooks_in_the_order_given():
     assert [p.stem[:2] for p in notebook_paths(["03", "01", "02", "04", "05"])] == [
         "03",
@@ -51,7 +59,7 @@ def test_every_notebook_has_one_literal_parameters_cell_with_output_dir():
 def _write_notebook(folder, stem, code, params_yaml=None, params_name="demo"):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cell = nbformat.v4.new_code_cell('x = 1  # a number\noutput_dir = ""  # where outputs go')
+    cell = nbformat.v4.new_code_cell('x = 1  # a number\ndata_root = ""  # data\noutput_dir = ""  # outputs')
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}"), cell, nbformat.v4.new_code_cell(code)]
     nbformat.write(nb, folder / f"{stem}.ipynb")
@@ -106,3 +114,13 @@ def test_a_failing_notebook_gives_a_nonzero_exit(fake_notebooks, tmp_path, capsy
     assert "boom" in capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["notebooks"][0]["status"] == "failed"
+
+
+def test_a_relative_data_root_is_read_from_the_callers_folder(fake_notebooks, tmp_path, monkeypatch):
+    # the kernel runs in notebooks/, so "data/x" given on the command line must not be read from there
+    _write_notebook(fake_notebooks, "01_first", "pass", 'data_root: ""\n')
+    monkeypatch.chdir(tmp_path)
+    (job,) = plan("demo", overrides=["data_root=datasets/market1501"])
+    assert job.parameters["data_root"] == str(tmp_path / "datasets" / "market1501")
+    (job,) = plan("demo")
+    assert job.parameters["data_root"] == ""  # empty keeps its meaning: the notebook's default
