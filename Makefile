@@ -40,15 +40,18 @@ reproduce: install
 
 # The four networks on the real Market-1501 at the CPU budget (ResNet-18, 128x64, 20 epochs; 45-60 min
 # each on 2 cores, Deep Miner about 2 h): make market1501-cpu DATA_ROOT=/data/market1501. Each run and
-# its report (curves, CMC, ranked lists with activation maps) land in results/market1501_cpu/<network>/.
+# its report (curves, CMC, ranked lists with activation maps; for MASK_NETS also 02's masks drawn on the
+# trained network) land in results/market1501_cpu/<network>/. Finished runs are only read back.
 # A repeated seed: make market1501-cpu CPU_NETS=bot SEED=1 (folder <network>_seed1).
 CPU_NETS ?= bot bdb sen deep_miner
+MASK_NETS ?= sen
 SEED ?= 0
 market1501-cpu: install
 	for net in $(CPU_NETS); do \
 	  dir=results/market1501_cpu/$${net}$(if $(filter-out 0,$(SEED)),_seed$(SEED)); \
-	  $(PY) -m reidlib notebooks run --params market1501_cpu --only 03 --set data_root=$(DATA_ROOT) \
-	    --set recipe=$${net}_market1501_cpu --set run_dir=$$dir --out $$dir/report \
+	  masks=; case " $(MASK_NETS) " in *" $$net "*) masks="02 --set checkpoint=$$dir/last.pt";; esac; \
+	  $(PY) -m reidlib notebooks run --params market1501_cpu --set data_root=$(DATA_ROOT) --out $$dir/report \
+	    --set recipe=$${net}_market1501_cpu --set run_dir=$$dir --only 03 $$masks \
 	    --set 'overrides={train.progress: false, train.seed: $(SEED)}' || exit 1; \
 	done
 

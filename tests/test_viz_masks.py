@@ -67,6 +67,24 @@ def test_erased_counts():
     assert vmask.erased_counts(masks[:, 0].numpy()).tolist() == [1, 0, 4]
 
 
+def test_erased_where_by_hand():
+    # two 3x2 keep-masks; erased cells: image 0 at (0, 0) and (1, 1), image 1 at (1, 0) and (1, 1)
+    masks = torch.ones(2, 1, 3, 2)
+    masks[0, 0, 0, 0] = masks[0, 0, 1, 1] = masks[1, 0, 1, 0] = masks[1, 0, 1, 1] = 0
+    table = vmask.erased_where(masks).set_index(["axis", "index"])
+    share = table["erased_share"]
+    assert share[("column", 0)] == pytest.approx(2 / 4) and share[("column", 1)] == pytest.approx(2 / 4)
+    assert [share[("row", i)] for i in range(3)] == pytest.approx([1 / 4, 3 / 4, 0])
+    # on a 3x2 grid every cell touches the border: 6 cells, all of them
+    assert share[("border", 6)] == pytest.approx(1.0) and table.loc[("border", 6), "grid_share"] == 1.0
+    assert table.loc[("row", 0), "grid_share"] == pytest.approx(1 / 3)
+    # a 4x4 grid has 12 border cells and 4 inner ones; erase one inner and one border cell
+    inner = torch.ones(1, 4, 4)
+    inner[0, 1, 1] = inner[0, 0, 3] = 0
+    border = vmask.erased_where(inner.numpy()).set_index("axis").loc["border"]
+    assert border["erased_share"] == pytest.approx(0.5) and border["grid_share"] == pytest.approx(12 / 16)
+
+
 def test_normalized_mean_map_by_hand_and_agrees_with_ero():
     feat = torch.zeros(2, 2, 2, 2)
     feat[0, 0] = torch.tensor([[0.0, 2.0], [4.0, 8.0]])

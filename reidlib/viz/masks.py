@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -100,6 +101,41 @@ def erased_counts(masks: Tensor | np.ndarray) -> np.ndarray:
     """Erased positions (zeros) per image of keep-masks (B, 1, h, w) or (B, h, w)."""
     m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
     return (m.reshape(m.shape[0], -1) == 0).sum(axis=1)
+
+
+def erased_where(masks: Tensor | np.ndarray) -> pd.DataFrame:
+    """Where a batch of keep-masks (B, 1, h, w) or (B, h, w) erases, summed over the images.
+
+    One row per feature-map column and per row of the grid (``axis``, ``index``): the share of all
+    erased positions that fall there (``erased_share``) and the share of the grid it covers
+    (``grid_share``, 1/w or 1/h), so a mask that picked cells at random would have equal shares; plus
+    the same two numbers for the grid's border cells (``axis="border"``, ``index``: how many there are).
+    This is how one sees over many images whether SEN's M1 erases background (the border columns of a
+    pedestrian crop) or the person.
+    """
+    m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
+    erased = (m[:, 0] if m.ndim == 4 else m) == 0  # (B, h, w)
+    total = max(int(erased.sum()), 1)
+    h, w = erased.shape[1:]
+    rows = [
+        {"axis": "column", "index": j, "erased_share": erased[:, :, j].sum() / total, "grid_share": 1 / w}
+        for j in range(w)
+    ]
+    rows += [
+        {"axis": "row", "index": i, "erased_share": erased[:, i, :].sum() / total, "grid_share": 1 / h}
+        for i in range(h)
+    ]
+    border = np.zeros((h, w), dtype=bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    rows.append(
+        {
+            "axis": "border",
+            "index": int(border.sum()),
+            "erased_share": erased[:, border].sum() / total,
+            "grid_share": border.sum() / (h * w),
+        }
+    )
+    return pd.DataFrame(rows)
 
 
 def grids(masks_or_maps: Tensor) -> np.ndarray:
