@@ -192,3 +192,33 @@ def evaluate_network(
         )
         out[variant] = summarize(result)
     return out
+
+
+def evaluate_branches(
+    model: ReIDNetwork,
+    qf: Tensor,
+    gf: Tensor,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    *,
+    metric: str = "cosine",
+    mode: str = "standard",
+) -> dict[str, dict[str, Any]]:
+    """Rank with each branch's part of the test embedding alone, then with all of it (``"all"``).
+
+    ``qf``/``gf`` are ``model``'s embeddings (:func:`extract_features`). A multi-branch network's
+    embedding concatenates its branches; this says which of them carries the retrieval, and whether
+    one drags the concatenation below another branch on its own. Returns ``{branch: summary}``.
+    """
+    if qf.shape[1] != model.embedding_dim or gf.shape[1] != model.embedding_dim:
+        raise ValueError(
+            f"qf, gf: expected {model.embedding_dim} columns (the model's embedding), got {qf.shape[1]} "
+            f"and {gf.shape[1]}"
+        )
+    parts = dict(model.embedding_slices)
+    if len(parts) > 1:
+        parts["all"] = slice(0, model.embedding_dim)
+    return {
+        name: summarize(rank_features(qf[:, s], gf[:, s], query, gallery, metric=metric, mode=mode))
+        for name, s in parts.items()
+    }

@@ -60,6 +60,15 @@ class ReIDNetwork(nn.Module):
     def embedding_dim(self) -> int:
         return sum(self.feat_dims[b] for b in self.embedding_branches)
 
+    @property
+    def embedding_slices(self) -> dict[str, slice]:
+        """Where each branch sits in ``embed``'s columns: ``{branch: slice}``, in embedding order."""
+        out, start = {}, 0
+        for b in self.embedding_branches:
+            out[b] = slice(start, start + self.feat_dims[b])
+            start += self.feat_dims[b]
+        return out
+
     def embed(self, images: Tensor) -> Tensor:
         """Test embedding (B, embedding_dim); call in eval mode (erasing is then the identity)."""
         out = self(images)
