@@ -92,6 +92,7 @@ class TrainConfig:
     max_iters_per_epoch: int | None = None  # cap iterations per epoch (smoke runs)
     checkpoint_every: int = 1  # write last.pt every N epochs (and after the last)
     keep_checkpoint: bool = True  # False: delete last.pt once metrics.json is written (grids, demos)
+    snapshot_epochs: list[int] = field(default_factory=list)  # also keep the weights after these epochs
     progress: bool = True  # tqdm progress bars
 
 
@@ -292,6 +293,9 @@ def validate(recipe: Recipe) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: expected a positive integer, got {value}")
+    outside = [e for e in recipe.train.snapshot_epochs if not 1 <= e <= o.epochs]
+    if outside:
+        raise ConfigError(f"train.snapshot_epochs: {outside} outside the run's epochs 1..{o.epochs}")
     if d.workers < 0:
         raise ConfigError(f"data.workers: expected 0 or more, got {d.workers}")
     if recipe.eval.metric not in ("cosine", "euclidean"):

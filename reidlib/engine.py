@@ -338,6 +338,14 @@ def _train(
                     sampler=loader.batch_sampler.state_dict(),
                     rng=rng_state(),
                 )
+            if epoch in t.snapshot_epochs:  # the network as it was then (SEN Fig. 10: maps over epochs)
+                save_checkpoint(
+                    snapshot_path(out, epoch),
+                    recipe=recipe.to_dict(),
+                    num_classes=num_classes,
+                    epoch=epoch,
+                    model=model.state_dict(),
+                )
         barrier(ctx)
 
     if not ctx.is_main or not metrics:
@@ -347,6 +355,15 @@ def _train(
     if not t.keep_checkpoint:
         ckpt_path.unlink(missing_ok=True)  # the run is complete; nothing left to resume
     return final
+
+
+def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where ``train.snapshot_epochs`` keeps the weights after ``epoch``: ``<run>/epoch<NNN>.pt``.
+
+    A snapshot holds the recipe, class count, epoch and weights (no optimiser state): enough for
+    :func:`load_network`, not for resuming.
+    """
+    return Path(run_dir) / f"epoch{epoch:03d}.pt"
 
 
 def _main_variant(recipe: Recipe) -> str:

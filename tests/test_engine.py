@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from reidlib.checkpoint import CheckpointError, load_checkpoint
+from reidlib.config import ConfigError
 from reidlib.datasets import DatasetError
-from reidlib.engine import RunFolderError, TrainingDiverged, load_network, train
+from reidlib.engine import RunFolderError, TrainingDiverged, load_network, snapshot_path, train
 from reidlib.losses import Criterion
 
 from conftest import tiny_recipe
@@ -218,3 +219,24 @@ def test_load_network_restores_the_embedding(tiny_synthetic, tmp_path):
     assert torch.equal(model.state_dict()["global_neck.bn.weight"], state["global_neck.bn.weight"])
     assert model.embed(x).shape == (2, 512)
     assert Path(out / "last.pt").stat().st_size > 0
+
+
+def test_snapshots_keep_the_network_of_that_epoch(tiny_synthetic, tmp_path):
+    # epoch 1 of a 2-epoch run must be the network a 1-epoch run ends with (same seed, same schedule)
+    train(
+        tiny_recipe(tiny_synthetic, "train.snapshot_epochs=[1]", "train.keep_checkpoint=false"),
+        tmp_path / "a",
+    )
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.pt")) == [
+        "epoch001.pt"
+    ]  # last.pt dropped, snapshot kept
+    assert snapshot_path(tmp_path / "a", 1) == tmp_path / "a" / "epoch001.pt"
+    snap, one = load_checkpoint(tmp_path / "a" / "epoch001.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert snap["epoch"] == 1 and "optimizer" not in snap  # weights only: not a resume point
+    assert snap["model"].keys() == one["model"].keys()
+    assert all(torch.equal(snap["model"][k], one["model"][k]) for k in one["model"])
+    model, _ = load_network(tmp_path / "a" / "epoch001.pt")
+    assert torch.equal(model.state_dict()["global_neck.bn.weight"], one["model"]["global_neck.bn.weight"])
+    with pytest.raises(ConfigError, match=r"train.snapshot_epochs: \[3\] outside the run's epochs 1..2"):
+        tiny_recipe(tiny_synthetic, "train.snapshot_epochs=[3]")
