@@ -63,6 +63,7 @@ EXECUTION_KEYS = (
     ("train", "progress"),
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoint"),
+    ("train", "snapshot_epochs"),  # extra weight files: the training is the same
     ("train", "device"),
 )
 

@@ -363,3 +363,14 @@ def test_override_strings_read_back_as_the_values():
     ) == (3, False, None, [1, 2], "dukemtmc")
     with pytest.raises(ValueError, match="expected a mapping"):
         ablations.override_strings(["optim.epochs=3"])
+
+
+def test_snapshots_do_not_change_what_was_trained():
+    # a run folder written before train.snapshot_epochs existed (no such key) is the same training
+    plain = load_recipe("smoke")
+    with_snapshots = load_recipe("smoke", ["train.snapshot_epochs=[1, 2]"])
+    assert ablations.recipe_key(plain) == ablations.recipe_key(with_snapshots)
+    old = plain.to_dict()
+    del old["train"]["snapshot_epochs"]
+    assert ablations.recipe_key(old) == ablations.recipe_key(plain)
+    assert ablations.recipe_key(load_recipe("smoke", ["optim.epochs=3"])) != ablations.recipe_key(plain)
