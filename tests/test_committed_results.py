@@ -1,0 +1,175 @@
+"""The committed real-data runs (results/market1501_cpu/) are complete, consistent and fairly compared.
+
+These folders are the evidence the README and notebooks 04/05 quote, so they are checked like code: each
+run names the commit and environment it ran with, its final metrics are the ones its log recorded, all
+runs share one budget, and the README's table says what the files say. The checks read the JSON files
+directly, not through ``reidlib.runs``, so a bug there cannot hide a bad folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reidlib.paths import repo_root
+
+RESULTS = repo_root() / "results" / "market1501_cpu"
+FOLDER_NAME = re.compile(r"^(?P<network>bot|bdb|sen|deep_miner)(?:_seed(?P<seed>\d+))?$")
+NETWORKS = ("bot", "bdb", "sen", "deep_miner")
+# the README labels of the networks in its results table
+README_LABELS = {"BoT": "bot", "Batch DropBlock": "bdb", "SEN": "sen", "Deep Miner": "deep_miner"}
+# train keys that say how a run was executed, not what was trained (they may differ between runs)
+EXECUTION_KEYS = {"seed", "progress", "keep_checkpoint", "snapshot_epochs", "checkpoint_every"}
+# Market-1501's published split (Zheng et al. 2015): what every run must have been evaluated on
+MARKET1501 = {
+    "train": {"images": 12936, "ids": 751, "cameras": 6},
+    "query": {"images": 3368, "ids": 750, "cameras": 6},
+    "gallery": {"images": 15913, "ids": 751, "cameras": 6},
+}
+
+
+def _finished_runs() -> list[Path]:
+    """Run folders with final metrics; a run still training (no metrics.json) is not evidence yet."""
+    if not RESULTS.is_dir():
+        return []
+    return sorted(p for p in RESULTS.iterdir() if (p / "metrics.json").is_file())
+
+
+RUNS = _finished_runs()
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _network_and_seed(folder: Path) -> tuple[str, int]:
+    match = FOLDER_NAME.match(folder.name)
+    assert match, f"{folder.name}: expected <network>[_seed<N>] with network one of {NETWORKS}"
+    return match["network"], int(match["seed"] or 0)
+
+
+def test_the_committed_runs_exist():
+    assert RUNS, f"no finished run under {RESULTS}"
+
+
+@pytest.mark.parametrize("folder", RUNS, ids=[p.name for p in RUNS])
+def test_each_run_names_its_recipe_seed_commit_and_machine(folder):
+    network, seed = _network_and_seed(folder)
+    params = _json(folder / "params.json")
+    assert params["recipe"]["name"] == f"{network}_market1501_cpu"
+    assert params["seed"] == params["recipe"]["train"]["seed"] == seed
+    environments = [params["environment"]] + [r["environment"] for r in params["resumes"]]
+    for env in environments:
+        assert re.fullmatch(r"[0-9a-f]{40}", env["git_sha"]), env["git_sha"]
+        assert env["git_dirty"] is False, "a committed result must come from committed code"
+        for key in ("torch", "torchvision", "python", "reidlib", "started", "command"):
+            assert env[key], key
+        assert env["device"].startswith("cpu: "), env["device"]
+    assert params["dataset"]["name"] == "market1501"
+    assert {split: params["dataset"][split] for split in MARKET1501} == MARKET1501
+
+
+@pytest.mark.parametrize("folder", RUNS, ids=[p.name for p in RUNS])
+def test_final_metrics_are_the_last_logged_evaluation(folder):
+    params, metrics, log = _json(folder / "params.json"), _json(folder / "metrics.json"), _log(folder)
+    epochs = params["recipe"]["optim"]["epochs"]
+    assert [row["epoch"] for row in log] == list(range(1, epochs + 1)), "one log line per epoch, in order"
+    assert metrics["epoch"] == epochs
+    last = log[-1]["metrics"]
+    for key in ("rank1", "rank5", "rank10", "mAP", "mINP"):
+        assert metrics[key] == pytest.approx(last[key]), key
+    assert metrics["num_valid_queries"] == MARKET1501["query"]["images"]
+    cmc = metrics["cmc"]
+    assert all(a <= b for a, b in zip(cmc, cmc[1:])), "CMC must not decrease"
+    assert (cmc[0], cmc[4], cmc[9]) == pytest.approx((metrics["rank1"], metrics["rank5"], metrics["rank10"]))
+    # mAP <= rank-1 fails for real data only by chance, but mINP <= mAP <= 100 always holds
+    assert 0 < metrics["mINP"] <= metrics["mAP"] <= 100
+    assert set(metrics["variants"]) == {"plain", "flip", "rerank", "flip+rerank"}
+    assert metrics["variants"]["plain"]["mAP"] == pytest.approx(metrics["mAP"])
+    assert metrics["train_time_s"] > 0
+
+
+def _budget(params: dict) -> dict:
+    recipe = params["recipe"]
+    model = recipe["model"]
+    train = {k: v for k, v in recipe["train"].items() if k not in EXECUTION_KEYS}
+    return {
+        "data": recipe["data"],
+        "optim": recipe["optim"],
+        "eval": recipe["eval"],
+        "train": train,
+        "backbone": (model["backbone"], model["pretrained"], model["last_stride"]),
+    }
+
+
+def test_all_runs_share_one_budget():
+    budgets = {p.name: _budget(_json(p / "params.json")) for p in RUNS}
+    reference = budgets[RUNS[0].name]
+    for name, budget in budgets.items():
+        for block in reference:
+            assert budget[block] == reference[block], f"{name}: {block} differs from {RUNS[0].name}"
+    assert reference["backbone"] == ("resnet18", False, 1)
+    assert (reference["data"]["height"], reference["data"]["width"], reference["optim"]["epochs"]) == (128, 64, 20)
+
+
+def test_every_network_and_the_repeated_seeds_are_there():
+    """Issue 6: all four networks, and a second seed for BoT and for the best erasing network."""
+    seeds: dict[str, set[int]] = {}
+    best: tuple[float, str] | None = None
+    for folder in RUNS:
+        network, seed = _network_and_seed(folder)
+        seeds.setdefault(network, set()).add(seed)
+        if network != "bot" and seed == 0:
+            best = max(best or (-1.0, ""), (_json(folder / "metrics.json")["mAP"], network))
+    assert set(seeds) == set(NETWORKS)
+    assert len(seeds["bot"]) >= 2
+    assert best is not None and len(seeds[best[1]]) >= 2, f"{best[1]} is best at seed 0 but has one seed"
+
+
+@pytest.mark.parametrize("folder", RUNS, ids=[p.name for p in RUNS])
+def test_each_run_has_its_report(folder):
+    report = folder / "report" / "03_training"
+    for name in ("training_curves.png", "cmc.png", "ranked_lists.png", "branch_metrics.csv", "summary.json"):
+        assert (report / name).is_file(), f"{report / name} missing: run `make market1501-cpu`"
+
+
+def test_no_checkpoint_or_large_file_is_tracked():
+    if not (repo_root() / ".git").exists():
+        pytest.skip("not a git checkout: nothing is tracked")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "results"], cwd=repo_root(), capture_output=True, check=True
+    ).stdout.decode()
+    files = [repo_root() / f for f in listed.split("\0") if f]
+    assert files
+    assert not [f for f in files if f.suffix in {".pt", ".pth", ".ckpt", ".jpg", ".jpeg"}]
+    assert not [f for f in files if f.is_file() and f.stat().st_size > 2_000_000]
+
+
+def _readme_rows() -> list[list[str]]:
+    text = (repo_root() / "README.md").read_text()
+    section = text.split("## Results on the real Market-1501", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]  # drop the header and its rule
+
+
+def test_the_readme_table_says_what_the_files_say():
+    rows = _readme_rows()
+    quoted = {(README_LABELS[r[0]], int(r[1])): r for r in rows}
+    on_disk = {_network_and_seed(p): p for p in RUNS}
+    assert set(quoted) == set(on_disk), "README rows and committed runs differ"
+    for key, folder in on_disk.items():
+        metrics = _json(folder / "metrics.json")
+        row = quoted[key]
+        assert [float(x) for x in row[2:5]] == [round(metrics[k], 1) for k in ("rank1", "mAP", "mINP")], key
+        flip = metrics["variants"]["flip"]
+        assert row[6] == f"{flip['rank1']:.1f} / {flip['mAP']:.1f}", key
+        sha = _json(folder / "params.json")["environment"]["git_sha"]
+        assert row[-1].strip("`") == sha[:7], key
