@@ -44,7 +44,7 @@ reproduce: install
 # trained network) land in results/market1501_cpu/<network>/. Finished runs are only read back.
 # A repeated seed: make market1501-cpu CPU_NETS=bot SEED=1 (folder <network>_seed1).
 CPU_NETS ?= bot bdb sen deep_miner
-MASK_NETS ?= sen
+MASK_NETS ?= sen deep_miner
 SEED ?= 0
 market1501-cpu: install
 	for net in $(CPU_NETS); do \
