@@ -1,20 +1,31 @@
 # reidlib: the two commands of the README, and a few helpers.
 #   make demo   set up .venv if needed, then run the five notebooks on the synthetic dataset -> results/
 #   make test   set up .venv if needed, then run the whole test suite (unit tests + notebooks under nbval)
+#   make lab    set up .venv if needed, then open JupyterLab on notebooks/ with the `reidlib` kernel
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS ?= .ci/constraints.txt
 STAMP := $(VENV)/.reidlib-installed
+KERNEL := $(VENV)/share/jupyter/kernels/reidlib/kernel.json
+# A waiting OpenMP thread sleeps instead of spinning for a core another process holds (reidlib.threads);
+# a value you export yourself wins.
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test lint bench reproduce market1501-cpu clean-venv
+.PHONY: install demo test lab lint bench reproduce market1501-cpu clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Jupyter kernel `reidlib` (this .venv's Python), written inside .venv: nothing goes to your home.
+$(KERNEL): $(STAMP) reidlib/kernel.py
+	$(PY) -m reidlib.kernel install
+
+# nbstripout as a git filter of this clone: a notebook saved with outputs is committed without them.
+install: $(STAMP) $(KERNEL)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
 
 demo: install
 	$(PY) -m reidlib notebooks run --params demo
@@ -22,7 +33,11 @@ demo: install
 test: install
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax notebooks
-	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+
+# JupyterLab on localhost, at notebooks/, with the kernel `reidlib` (LAB_ARGS: e.g. --no-browser --port 8899)
+LAB_ARGS ?=
+lab: install
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check reidlib tests benchmarks

@@ -65,6 +65,7 @@ EXECUTION_KEYS = (
     ("train", "keep_checkpoint"),
     ("train", "snapshot_epochs"),  # extra weight files: the training is the same
     ("train", "device"),
+    ("train", "threads"),  # CPU threads: speed, not what is trained
 )
 
 

@@ -13,6 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from reidlib.threads import apply_wait_policy
+
 # Errors that are the user's input, reported in one line instead of a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError)
 
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_wait_policy()  # before any command imports torch: OpenMP reads it once (reidlib.threads)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -94,6 +94,7 @@ class TrainConfig:
     keep_checkpoint: bool = True  # False: delete last.pt once metrics.json is written (grids, demos)
     snapshot_epochs: list[int] = field(default_factory=list)  # also keep the weights after these epochs
     progress: bool = True  # tqdm progress bars
+    threads: int = 0  # torch CPU threads; 0: the cores this process may run on (os.sched_getaffinity)
 
 
 @dataclass
@@ -298,6 +299,8 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(f"train.snapshot_epochs: {outside} outside the run's epochs 1..{o.epochs}")
     if d.workers < 0:
         raise ConfigError(f"data.workers: expected 0 or more, got {d.workers}")
+    if recipe.train.threads < 0:
+        raise ConfigError(f"train.threads: expected 0 (all usable cores) or more, got {recipe.train.threads}")
     if recipe.eval.metric not in ("cosine", "euclidean"):
         raise ConfigError(f"eval.metric: expected cosine or euclidean, got {recipe.eval.metric!r}")
     if recipe.eval.mode not in ("standard", "official"):

@@ -52,6 +52,7 @@ from reidlib.models.outputs import BranchOutput
 from reidlib.paths import results_root
 from reidlib.provenance import device_description, environment
 from reidlib.schedule import lr_at
+from reidlib.threads import set_torch_threads
 from reidlib.transforms import build_train_transform
 
 
@@ -67,8 +68,10 @@ class RunFolderError(ValueError):
 
 
 def resolve_runtime(recipe: Recipe, ctx: DistContext) -> Runtime:
-    """Device, autocast dtype and memory format from ``recipe.train`` (auto: fast path on CUDA)."""
+    """Device, autocast dtype and memory format from ``recipe.train`` (auto: fast path on CUDA); also
+    sets this process's torch CPU threads (``train.threads``, 0: the usable cores; reidlib.threads)."""
     t = recipe.train
+    set_torch_threads(t.threads)
     if t.device == "auto":
         device = torch.device(f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu")
     else:

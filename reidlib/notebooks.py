@@ -10,11 +10,12 @@ against each notebook's cell tagged ``parameters`` before anything runs.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 from reidlib.fileio import atomic_write_json
 from reidlib.paths import repo_root, results_root
 from reidlib.provenance import git_state
+from reidlib.threads import apply_wait_policy
 
 
 class NotebookRunError(ValueError):
@@ -126,6 +128,39 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
     return jobs
 
 
+def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) -> list[str]:
+    """What a reader of the notebook would miss: each PNG in ``pngs`` (the figures the notebook wrote)
+    must appear, byte for byte, as an ``image/png`` output among ``outputs``, and no output may be a
+    bare ``<Figure ...>`` text (a figure that was never drawn). Empty when all is well."""
+    shown, problems = set(), []
+    for output in outputs:
+        data = output.get("data", {})
+        if "image/png" in data:
+            shown.add(base64.b64decode(data["image/png"]))
+        texts = [data.get("text/plain", ""), output.get("text", "")] if "image/png" not in data else []
+        for text in texts:
+            text = "".join(text) if isinstance(text, list) else text
+            if "<Figure size" in text:
+                problems.append(f"a figure is shown as text, not as an image: {text.strip()[:60]!r}")
+    for png in sorted(pngs):
+        if png.read_bytes() not in shown:
+            problems.append(f"{_show(png)} was written but is not displayed in the notebook")
+    return problems
+
+
+def notebook_outputs(path: Path) -> list[dict[str, Any]]:
+    nb = nbformat.read(path, as_version=4)
+    return [output for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+
+
+def kernel_name() -> str:
+    """``reidlib`` when that kernel is installed (``make install``), else ``python3`` (this interpreter:
+    the runner puts it first on PATH)."""
+    from reidlib.kernel import KERNEL_NAME, is_installed
+
+    return KERNEL_NAME if is_installed() else "python3"
+
+
 def run(
     params: str = "demo",
     *,
@@ -133,20 +168,26 @@ def run(
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
 ) -> Path:
-    """Execute the notebooks; returns the run folder. Raises on the first notebook that fails."""
+    """Execute the notebooks; returns the run folder. Raises on the first notebook that fails, or whose
+    figures are not displayed in it (``figure_problems``)."""
     import papermill
 
     jobs = plan(params, only, overrides)
     run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    apply_wait_policy()  # inherited by every kernel (reidlib.threads)
     # The kernel must be this interpreter (with reidlib installed), whatever PATH says.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    kernel = kernel_name()
     record: dict[str, Any] = {"params": params, "overrides": list(overrides), **git_state(), "notebooks": []}
-    for job in jobs:
+    print(f"running {len(jobs)} notebook(s), parameters '{params}', kernel {kernel}, into {_show(run_dir)}",
+          flush=True)
+    for number, job in enumerate(jobs, 1):
         stem = job.notebook.stem
         parameters = {**job.parameters}
         if "output_dir" in declared_parameters(job.notebook):
             parameters["output_dir"] = str((run_dir / stem).resolve())
+        print(f"[{number}/{len(jobs)}] {stem}", flush=True)
         start = time.perf_counter()
         entry = {"notebook": stem, "parameters": parameters, "status": "failed"}
         record["notebooks"].append(entry)
@@ -156,24 +197,66 @@ def run(
                 str(run_dir / f"{stem}.ipynb"),
                 parameters=parameters,
                 cwd=str(notebooks_dir()),
-                progress_bar=False,
-                kernel_name="python3",
+                progress_bar={"desc": f"  {stem}", "unit": "cell", "leave": False},
+                kernel_name=kernel,
             )
+            executed = notebook_outputs(run_dir / f"{stem}.ipynb")
+            problems = figure_problems(executed, (run_dir / stem).rglob("*.png"))
+            if problems:
+                entry["status"] = "figures not shown"
+                raise NotebookRunError(f"{stem}: " + "; ".join(problems))
             entry["status"] = "ok"
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+            raise
         finally:
             entry["seconds"] = round(time.perf_counter() - start, 1)
             atomic_write_json(run_dir / "run.json", record)
-        print(f"{stem}: {entry['status']} in {entry['seconds']} s", flush=True)
+            print(f"    {stem}: {entry['status']} in {entry['seconds']:.0f} s", flush=True)
     return run_dir
 
 
+def summary_table(record: Mapping[str, Any]) -> str:
+    """The run's notebooks as a small text table: notebook, seconds, status."""
+    rows = [(e["notebook"], f"{e['seconds']:.0f}", e["status"]) for e in record["notebooks"]]
+    total = sum(e["seconds"] for e in record["notebooks"])
+    rows.append(("total", f"{total:.0f}", ""))
+    width = max(len("notebook"), *(len(r[0]) for r in rows))
+    lines = [f"{'notebook':<{width}}  {'seconds':>7}  status"]
+    lines += [f"{name:<{width}}  {secs:>7}  {status}" for name, secs, status in rows]
+    return "\n".join(lines)
+
+
+def _print_summary(run_dir: Path) -> None:
+    path = run_dir / "run.json"
+    if path.is_file():
+        print(summary_table(json.loads(path.read_text())))
+    print(f"results: {_show(run_dir)}")
+
+
 def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | None) -> int:
+    start = time.perf_counter()
+    run_dir = Path(out) if out else None
     try:
         run_dir = run(params, only=only, overrides=overrides, out=out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
+              "the results folder below", file=sys.stderr)
+        _print_latest(params, run_dir)
+        return 130
     except Exception as err:  # papermill's execution error carries the failing cell
-        name = type(err).__name__
-        print(f"error: {name}: {err}", file=sys.stderr)
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        _print_latest(params, run_dir)
         return 1
-    print(f"results: {run_dir}")
+    _print_summary(run_dir)
     print(json.dumps({"run_dir": str(run_dir)}))
     return 0
+
+
+def _print_latest(params: str, run_dir: Path | None) -> None:
+    """The summary of the run that stopped: ``run_dir``, else the newest ``<params>-*`` folder."""
+    if run_dir is None:
+        folders = sorted(results_root().glob(f"{params}-*"), key=lambda p: p.stat().st_mtime)
+        run_dir = folders[-1] if folders else None
+    if run_dir is not None and (run_dir / "run.json").is_file():
+        _print_summary(run_dir)

@@ -50,6 +50,20 @@ def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | N
     return path
 
 
+def show_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:
+    """Save ``fig`` as :func:`save_figure` does and display that PNG in the notebook.
+
+    The notebook shows the file's own bytes (an ``image/png`` output), so what a reader sees in
+    JupyterLab, in a papermill copy and on disk is one image, whatever matplotlib backend is active
+    (a ``Figure`` made without pyplot has no inline display of its own).
+    """
+    from IPython.display import Image, display
+
+    path = save_figure(fig, path, dpi=dpi, colors=colors)
+    display(Image(filename=str(path)))
+    return path
+
+
 def save_table(df, path: str | Path) -> Path:
     """Save a pandas DataFrame as CSV (index kept only when it is named)."""
     path = Path(path)
