@@ -506,8 +506,11 @@ def _paint_person(
     alpha[mask] = 1.0
 
 
-def _paint_occluder(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> None:
-    """A rectangle at the left, right or bottom border: a pole, a car, a sign (in place)."""
+def _paint_occluder(
+    layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """A rectangle at the left, right or bottom border: a pole, a car, a sign (in place); returns its
+    rows and columns (y0, y1, x0, x1)."""
     h, w, _ = layer.shape
     colour = (
         np.array(
@@ -532,6 +535,7 @@ def _paint_occluder(layer: np.ndarray, alpha: np.ndarray, rng: np.random.Generat
     grad = np.linspace(1.1, 0.85, y1 - y0, dtype=np.float32)[:, None, None]  # (h', 1, 1)
     layer[y0:y1, x0:x1] = colour * grad
     alpha[y0:y1, x0:x1] = 1.0
+    return y0, y1, x0, x1
 
 
 def _down2(a: np.ndarray) -> np.ndarray:
@@ -547,6 +551,16 @@ def _down2(a: np.ndarray) -> np.ndarray:
 
 def _render(spec: dict, cam: dict, size: tuple[int, int], seed: int) -> bytes:
     """JPEG bytes of one planned image (see :func:`_plan`)."""
+    pixels, _ = _draw(spec, cam, size, seed)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", **JPEG_OPTIONS)
+    return buf.getvalue()
+
+
+def _draw(spec: dict, cam: dict, size: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One planned image: (H, W, 3) uint8 pixels and (H, W) float32 person coverage in [0, 1], the
+    share of each pixel that shows the image's own person (its figure, less what an occluder in front
+    hides; 0 everywhere for a background-only crop)."""
     rng = _rng(seed, _TAG_IMAGE, spec["index"])
     height, width = size
     h2, w2 = 2 * height, 2 * width  # people are drawn at twice the size, then averaged down
@@ -556,6 +570,7 @@ def _render(spec: dict, cam: dict, size: tuple[int, int], seed: int) -> bytes:
     img = scene[oy : oy + height, ox : ox + width]  # (H, W, 3)
     layer = np.zeros((h2, w2, 3), np.float32)  # foreground, premultiplied by its coverage
     alpha = np.zeros((h2, w2), np.float32)
+    person = np.zeros((h2, w2), np.float32)  # where the image's own person is visible
 
     kind = spec["kind"]
     if kind != "junk_background":
@@ -595,10 +610,13 @@ def _render(spec: dict, cam: dict, size: tuple[int, int], seed: int) -> bytes:
             _paint_person(layer, alpha, *other)
         labels = person_labels((h2, w2), ident, view, facing, cx, y0, hp, phase)
         _paint_person(layer, alpha, labels, ident, cx, y0, hp)
+        person[labels > 0] = 1.0
         if other is not None and other_in_front:
             _paint_person(layer, alpha, *other)
+            person[other[0] > 0] = 0.0
         if rectangle:
-            _paint_occluder(layer, alpha, rng)
+            y0_, y1_, x0_, x1_ = _paint_occluder(layer, alpha, rng)
+            person[y0_:y1_, x0_:x1_] = 0.0
         img = img * (1 - _down2(alpha))[..., None] + _down2(layer)  # (H, W, 3), smooth edges
     bright = cam["brightness"] * rng.uniform(0.92, 1.08)
     img = ((img - 0.5) * cam["contrast"] + 0.5) * (cam["gains"] * bright).astype(np.float32)
@@ -608,9 +626,7 @@ def _render(spec: dict, cam: dict, size: tuple[int, int], seed: int) -> bytes:
         pil = pil.filter(ImageFilter.GaussianBlur(radius))
     noise = rng.standard_normal((height, width, 3), dtype=np.float32) * np.float32(cam["noise"] * 255)
     arr = np.asarray(pil, dtype=np.float32) + noise
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)).save(buf, "JPEG", **JPEG_OPTIONS)
-    return buf.getvalue()
+    return np.clip(arr + 0.5, 0, 255).astype(np.uint8), _down2(person)
 
 
 # --------------------------------------------------------------------------------------------
@@ -883,6 +899,35 @@ def make_synthetic(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def person_masks(root: str | os.PathLike, paths: list[str | os.PathLike]) -> np.ndarray:
+    """(N, H, W) float32 in [0, 1]: where each image of a synthetic dataset shows its own person.
+
+    Re-drawn from ``root/synthetic.json`` (the arguments the set was made with), so nothing beside the
+    images is stored: pixel (y, x) of image i is the share of that pixel covered by the figure of the
+    image's pid, less what an occluder in front of it hides; a background-only crop is all 0.
+    ``paths`` are image files under ``root`` (any split).
+    """
+    root = Path(root)
+    meta_path = root / META_FILE
+    try:
+        args = json.loads(meta_path.read_text(encoding="utf-8"))["args"]
+    except (OSError, ValueError, KeyError) as err:
+        raise SyntheticDatasetError(f"{meta_path}: not a synthetic dataset's record ({err})") from err
+    seed, size = args["seed"], (args["height"], args["width"])
+    cams = [_camera(seed, c, *size) for c in range(NUM_CAMERAS)]
+    counts = [args[k] for k in ("num_train_ids", "num_test_ids", "num_distractors", "num_junk")]
+    specs = _plan(seed, *counts, tuple(args["images_per_id"]), cams)
+    by_file = {(SPLIT_FOLDERS[s["split"]], s["name"]): s for s in specs}
+    masks = np.zeros((len(paths), *size), np.float32)
+    for i, path in enumerate(paths):
+        key = (Path(path).parent.name, Path(path).name)
+        if key not in by_file:
+            raise SyntheticDatasetError(f"{path}: not an image of the synthetic set in {root}")
+        spec = by_file[key]
+        masks[i] = _draw(spec, cams[spec["cam"]], size, seed)[1]
+    return masks
 
 
 def _replace_dir(tmp: Path, root: Path, overwrite: bool) -> None:
