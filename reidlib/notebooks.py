@@ -58,13 +58,18 @@ def declared_parameters(path: Path) -> dict[str, Any]:
         raise NotebookRunError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     params = {}
     for node in ast.parse(cells[0].source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                params[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError as err:
-                raise NotebookRunError(
-                    f"{path}: parameter {node.targets[0].id} is not a literal ({err})"
-                ) from err
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target = node.target  # `r1: float = 0.1`: papermill --help-notebook shows the type
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        try:
+            params[target.id] = ast.literal_eval(node.value)
+        except ValueError as err:
+            raise NotebookRunError(f"{path}: parameter {target.id} is not a literal ({err})") from err
     return params
 
 
@@ -82,6 +87,23 @@ def params_file(notebook: Path, params: str) -> Path:
 
 def available_params(notebook: Path) -> list[str]:
     return sorted(p.stem for p in (notebooks_dir() / "params" / notebook.stem).glob("*.yaml"))
+
+
+def is_path_parameter(name: str) -> bool:
+    """Parameters that hold paths, by their names: ``*_root``, ``*_dir``, ``*_dirs``, ``checkpoint``."""
+    return name == "checkpoint" or name.endswith(("_root", "_dir", "_dirs"))
+
+
+def absolute_paths(name: str, value: Any) -> Any:
+    """A path parameter's relative paths made absolute from the caller's working directory, as papermill
+    reads its own paths (the kernel runs in notebooks/, so it would read them from there); "" stays ""."""
+    if not is_path_parameter(name):
+        return value
+    if isinstance(value, str):
+        return str(Path(value).expanduser().resolve()) if value else value
+    if isinstance(value, list):
+        return [absolute_paths(name, v) for v in value]
+    return value
 
 
 @dataclass
@@ -113,9 +135,7 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
             if name in declared:
                 values[name] = value
                 used.add(name)
-        if isinstance(values.get("data_root"), str) and values["data_root"]:
-            # the kernel runs in notebooks/: a relative dataset path means one from the caller's folder
-            values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+        values = {name: absolute_paths(name, value) for name, value in values.items()}
         unknown = sorted(set(values) - set(declared))
         if unknown:
             raise NotebookRunError(

@@ -512,3 +512,16 @@ def test_msmt17_no_image_folder(tmp_path):
     (tmp_path / "list_train.txt").write_text("")
     with pytest.raises(DatasetError, match="'train/' or 'mask_train_v2/'"):
         msmt17.read_msmt17(tmp_path)
+
+
+def test_a_synthetic_set_written_on_first_use_says_where(tmp_path, monkeypatch, capsys):
+    import reidlib.datasets as datasets
+
+    real = datasets.make_synthetic
+    monkeypatch.setattr(datasets, "make_synthetic", lambda root: real(root, num_train_ids=8, num_test_ids=6))
+    root = tmp_path / "new_root"
+    ds = datasets.load_dataset("synthetic", root)
+    assert ds.name == "synthetic" and len(ds.train) > 0
+    assert f"{root} holds no dataset: writing the synthetic set there" in capsys.readouterr().out
+    datasets.load_dataset("synthetic", root)  # the second time it is read, silently
+    assert capsys.readouterr().out == ""

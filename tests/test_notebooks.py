@@ -124,3 +124,27 @@ def test_a_relative_data_root_is_read_from_the_callers_folder(fake_notebooks, tm
     assert job.parameters["data_root"] == str(tmp_path / "datasets" / "market1501")
     (job,) = plan("demo")
     assert job.parameters["data_root"] == ""  # empty keeps its meaning: the notebook's default
+
+
+def test_annotated_parameters_are_read_and_every_notebook_annotates_its_own(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('r1: float = 0.1  # ratio\nnames: list[str] = ["a"]\nplain = 3')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    assert declared_parameters(path) == {"r1": 0.1, "names": ["a"], "plain": 3}
+    for path in notebook_paths():  # papermill --help-notebook shows each parameter's type
+        cells = nbformat.read(path, as_version=4).cells
+        source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+        assert all(": " in line.split("=")[0] for line in source.splitlines()), path.stem
+
+
+def test_relative_path_parameters_are_read_from_the_callers_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert notebooks.absolute_paths("run_dir", "runs/a") == str(tmp_path / "runs" / "a")
+    assert notebooks.absolute_paths("real_runs_dirs", ["x", "/abs"]) == [str(tmp_path / "x"), "/abs"]
+    assert notebooks.absolute_paths("checkpoint", "") == ""  # empty keeps its meaning
+    assert notebooks.absolute_paths("recipe", "smoke") == "smoke"  # not a path
+    (job,) = plan("demo", only=["03"], overrides=["run_dir=here"])
+    assert job.parameters["run_dir"] == str(tmp_path / "here")
