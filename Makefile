@@ -27,8 +27,13 @@ $(KERNEL): $(STAMP) reidlib/kernel.py
 install: $(STAMP) $(KERNEL)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
 
+# 03 trains the demo's SEN first; 02 then draws its masks on that network instead of training its own.
+ifndef DEMO_DIR
+DEMO_DIR := results/demo-$(shell date +%Y%m%d-%H%M%S)
+endif
 demo: install
-	$(PY) -m reidlib notebooks run --params demo
+	$(PY) -m reidlib notebooks run --params demo --only 01 03 02 04 05 --out $(DEMO_DIR) \
+	  --set checkpoint=$(DEMO_DIR)/03_training/run/last.pt
 
 test: install
 	$(PY) -m pytest tests

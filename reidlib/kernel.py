@@ -9,12 +9,17 @@ starts is ``python -m reidlib.kernel -f <connection file>``: it applies the thre
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
 from reidlib.threads import apply_wait_policy
 
 KERNEL_NAME = "reidlib"
+# The kernel's own log level when set (the notebook runner sets CRITICAL: a run stopped with Ctrl-C
+# would otherwise end with the kernel's traceback about its closed sockets).
+LOG_LEVEL_VAR = "REIDLIB_KERNEL_LOG_LEVEL"
 DISPLAY_NAME = "Python (reidlib)"
 
 
@@ -59,10 +64,20 @@ def main(argv: list[str]) -> int:
     apply_wait_policy()
     if sys.path and sys.path[0] in ("", str(Path.cwd())):
         del sys.path[0]  # as ipykernel's own launcher: the notebook's folder is not a package root
+    logging.getLogger("IPKernelApp").addFilter(_LoopbackTransportNotice())
+    level = os.environ.get(LOG_LEVEL_VAR)  # the notebook runner: cells report their own errors
     from ipykernel import kernelapp
 
-    kernelapp.launch_new_instance(argv)
+    kernelapp.launch_new_instance([*argv, f"--IPKernelApp.log_level={level}"] if level else argv)
     return 0
+
+
+class _LoopbackTransportNotice(logging.Filter):
+    """Drops ipykernel's notice that TCP carries plain text: the kernel listens on loopback only
+    (the connection file Jupyter writes binds 127.0.0.1), so it would greet every run with noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "running over TCP without encryption" not in record.getMessage()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import nbformat
 import yaml
 
 from reidlib.fileio import atomic_write_json
+from reidlib.kernel import LOG_LEVEL_VAR
 from reidlib.paths import repo_root, results_root
 from reidlib.provenance import git_state
 from reidlib.threads import apply_wait_policy
@@ -196,6 +197,7 @@ def run(
     run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     apply_wait_policy()  # inherited by every kernel (reidlib.threads)
+    os.environ.setdefault(LOG_LEVEL_VAR, "CRITICAL")  # errors come back in the cells' outputs
     # The kernel must be this interpreter (with reidlib installed), whatever PATH says.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     kernel = kernel_name()

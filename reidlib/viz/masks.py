@@ -422,3 +422,22 @@ def plot_mask_construction(image: np.ndarray, rows: Sequence[ConstructionRow], t
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def plot_placement(rows: pd.DataFrame, title: str = "") -> Figure:
+    """Bars per mask: the share of its erased cells where its paper says it erases (person or
+    background) beside the share a random mask of the same size would get (``mask_placement``)."""
+    fig = _figure(1.6 + 1.3 * len(rows), 3.4)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, rows["observed_share"], 0.4, color="#d55e00", label="erased cells there")
+    ax.bar(x + 0.2, rows["chance_share"], 0.4, color="#999999", label="a random mask of the same size")
+    for i, (obs, chance) in enumerate(zip(rows["observed_share"], rows["chance_share"], strict=True)):
+        ax.text(i - 0.2, obs + 1, f"{obs:.0f}", ha="center", fontsize=8)
+        ax.text(i + 0.2, chance + 1, f"{chance:.0f}", ha="center", fontsize=8)
+    ax.set_xticks(x, [f"{m}\non {c}" for m, c in zip(rows.index, rows["claim"], strict=True)])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of erased cells")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return fig
