@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 $(KERNEL): $(STAMP) reidlib/kernel.py
 	$(PY) -m reidlib.kernel install
 
+# What JupyterLab adds to a notebook's metadata when it saves one (the committed notebooks keep the name only)
+NB_EXTRA_KEYS := metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+  metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
+  metadata.language_info.pygments_lexer metadata.language_info.version
 # nbstripout as a git filter of this clone: a notebook saved with outputs is committed without them.
 install: $(STAMP) $(KERNEL)
-	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  $(VENV)/bin/nbstripout --install && git config filter.nbstripout.extrakeys "$(NB_EXTRA_KEYS)"; fi
 
 # 03 trains the demo's SEN first; 02 then draws its masks on that network instead of training its own.
 ifndef DEMO_DIR
