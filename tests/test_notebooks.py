@@ -148,3 +148,45 @@ def test_relative_path_parameters_are_read_from_the_callers_folder(tmp_path, mon
     assert notebooks.absolute_paths("recipe", "smoke") == "smoke"  # not a path
     (job,) = plan("demo", only=["03"], overrides=["run_dir=here"])
     assert job.parameters["run_dir"] == str(tmp_path / "here")
+
+
+_PNG_CODE = (
+    "from pathlib import Path\nfrom matplotlib.figure import Figure\n"
+    "Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+    "fig = Figure(figsize=(2, 2))\nfig.add_subplot().plot([0, 1])\n"
+)
+
+
+def test_a_figure_written_but_not_displayed_fails_the_run(fake_notebooks, tmp_path):
+    code = _PNG_CODE + "fig.savefig(Path(output_dir, 'f.png'))\nfig"  # a Figure without pyplot: shown as text
+    _write_notebook(fake_notebooks, "01_hidden", code, "{}\n")
+    with pytest.raises(NotebookRunError, match=r"f\.png was written but is not displayed"):
+        notebooks.run("demo", out=tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["notebooks"][0]["status"] == "figures not shown"
+
+
+def test_a_displayed_figure_passes_and_the_summary_table_is_printed(fake_notebooks, tmp_path, capsys):
+    code = _PNG_CODE + "from reidlib import reporting\nreporting.show_figure(fig, Path(output_dir, 'f.png'))"
+    _write_notebook(fake_notebooks, "01_shown", code, "{}\n")
+    assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 0
+    out = capsys.readouterr().out
+    assert "[1/1] 01_shown" in out
+    table = out[out.index("notebook  "):].splitlines()
+    assert table[1].split()[0] == "01_shown" and table[1].split()[2] == "ok"
+    assert table[2].split()[0] == "total"
+
+
+def test_ctrl_c_stops_the_runner_with_one_line_and_exit_130(fake_notebooks, tmp_path, monkeypatch, capsys):
+    _write_notebook(fake_notebooks, "01_first", "pass", "{}\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 130
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and captured.err.strip().startswith("interrupted after")
+    assert "01_first" in captured.out and "interrupted" in captured.out  # the summary says where it stopped
