@@ -188,5 +188,6 @@ def test_ctrl_c_stops_the_runner_with_one_line_and_exit_130(fake_notebooks, tmp_
     monkeypatch.setattr(papermill, "execute_notebook", interrupted)
     assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 130
     captured = capsys.readouterr()
-    assert len(captured.err.strip().splitlines()) == 1 and captured.err.strip().startswith("interrupted after")
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted after")
     assert "01_first" in captured.out and "interrupted" in captured.out  # the summary says where it stopped
