@@ -219,7 +219,9 @@ def run(
                 str(run_dir / f"{stem}.ipynb"),
                 parameters=parameters,
                 cwd=str(notebooks_dir()),
-                progress_bar={"desc": f"  {stem}", "unit": "cell", "leave": False},
+                progress_bar={"desc": f"  {stem}", "unit": "cell", "leave": False, "file": sys.stdout,
+                              "disable": None},  # a bar on a terminal only; a log gets the lines
+                stdout_file=_CellPrints(),
                 kernel_name=kernel,
             )
             executed = notebook_outputs(run_dir / f"{stem}.ipynb")
@@ -236,6 +238,24 @@ def run(
             atomic_write_json(run_dir / "run.json", record)
             print(f"    {stem}: {entry['status']} in {entry['seconds']:.0f} s", flush=True)
     return run_dir
+
+
+class _CellPrints:
+    """Where papermill sends what the cells print, as it arrives: each line, indented, above the
+    progress bar (a training cell reports its epochs while it runs)."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            tqdm.write(f"      {line}", file=sys.stdout)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def summary_table(record: Mapping[str, Any]) -> str:
