@@ -1,6 +1,7 @@
 """Retrieval metrics for person re-identification: CMC, mAP and mINP, plus the distance matrix.
 
-Two protocols (the reading notes on the papers, NOTES.md, "Evaluation protocol"):
+Two protocols (docs/reading-the-papers.md#evaluation-standard-protocol and
+docs/reading-the-papers.md#evaluation-official-protocol):
 
 - ``"standard"``: what torchreid, fast-reid and BoT compute, and what the SEN and Deep Miner papers
   report. For each query the gallery is ranked by increasing distance (ties broken by gallery index,

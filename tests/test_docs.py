@@ -156,7 +156,8 @@ def docstrings(path: Path) -> list[tuple[str, str]]:
     if ast.get_docstring(tree):
         out.append(("<module>", ast.get_docstring(tree)))
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.get_docstring(node):
+        is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        if is_def and ast.get_docstring(node):
             out.append((node.name, ast.get_docstring(node)))
     return out
 
@@ -262,7 +263,8 @@ def test_every_docstring_citation_is_indexed(index):
 def cited_anchors() -> list[tuple[str, str]]:
     """(file, anchor) for every link to a section of reading-the-papers.md in the repository's text."""
     files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
-    for folder, patterns in (("reidlib", ("*.py", "*.yaml")), ("tests", ("*.py",)), ("notebooks", ("*.ipynb",))):
+    sources = (("reidlib", ("*.py", "*.yaml")), ("tests", ("*.py",)), ("notebooks", ("*.ipynb",)))
+    for folder, patterns in sources:
         for pattern in patterns:
             files.extend((ROOT / folder).rglob(pattern))
     out = []
