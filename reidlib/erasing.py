@@ -45,7 +45,8 @@ def activation_map(feat: Tensor, p: float = 2) -> Tensor:
 def _erase_extremes(scores: Tensor, count: int, largest: bool) -> Tensor:
     """Keep-mask (B, 1, H, W) that zeroes the ``count`` lowest or highest scores of each image.
 
-    ``topk`` picks exactly ``count`` positions even when scores tie (NOTES.md).
+    ``topk`` picks exactly ``count`` positions even when scores tie
+    (docs/reading-the-papers.md#sen-tie-handling).
     """
     b, h, w = scores.shape
     mask = torch.ones(b, h * w, device=scores.device, dtype=torch.float32)
@@ -78,7 +79,8 @@ def top_activation_mask(feat: Tensor, ratio: float, p: float = 2) -> Tensor:
 def minmax_threshold_mask(feat: Tensor, threshold: float) -> Tensor:
     """Deep Miner ErO (eq. 1): channel mean, min-max normalised per image, erase where > threshold.
 
-    A constant map (max == min) erases nothing (NOTES.md), instead of dividing by zero.
+    A constant map (max == min) erases nothing instead of dividing by zero
+    (docs/reading-the-papers.md#deep-miner-the-constant-map-ero).
     """
     _check_feat(feat)
     if not 0.0 <= threshold <= 1.0:

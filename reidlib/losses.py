@@ -157,12 +157,13 @@ def batch_hard_triplet(
     For every anchor a of the P x K batch: d_ap = distance to the farthest image of the same identity,
     d_an = distance to the closest image of another identity (Euclidean, :func:`hardest_pairs`).
 
-    - ``margin`` a number: mean over anchors of max(d_ap - d_an + margin, 0) (eq. 8).
+    - ``margin`` a number: mean over anchors of max(d_ap - d_an + margin, 0) (SEN eq. 8).
     - ``margin=None``: mean over anchors of softplus(d_ap - d_an) = log(1 + exp(d_ap - d_an)).
       Deep Miner eq. 5 writes a SUM over the P*K anchors; reidlib takes the MEAN, as common
       implementations do, so the soft-margin term has the same per-anchor scale as the batch-mean
       ID loss and the hinge form, and the unit weights of eq. 2 keep their meaning whatever the
-      batch size (a sum would weigh the triplet term 64 times more than CE at P x K = 16 x 4).
+      batch size (a sum would weigh the triplet term 64 times more than CE at P x K = 16 x 4;
+      docs/reading-the-papers.md#deep-miner-losses).
 
     Raises ValueError when ``pids`` has fewer than 2 identities, or an identity with a single image
     (every anchor needs a positive and a negative).
@@ -263,7 +264,8 @@ class Criterion(nn.Module):
     (e.g. "global/ce", "ms/ce", "global/triplet", "global/center") and their sum under "total". They
     stay on the device so the training loop can average them without a GPU sync per iteration.
 
-    The centers are trained by a separate optimiser (BoT convention, NOTES.md): give it
+    The centers are trained by a separate optimiser (BoT convention,
+    docs/reading-the-papers.md#shared-center-loss-at-bots-scale): give it
     :meth:`center_parameters`, and call :meth:`rescale_center_grads` between ``backward()`` and its
     ``step()``. ``check_inputs=False`` skips the per-term label checks (each reads the labels back
     from the GPU); then call :meth:`check_labels` on the CPU batch instead.

@@ -1,6 +1,7 @@
 """Retrieval metrics for person re-identification: CMC, mAP and mINP, plus the distance matrix.
 
-Two protocols (the reading notes on the papers, NOTES.md, "Evaluation protocol"):
+Two protocols (docs/reading-the-papers.md#evaluation-standard-protocol and
+docs/reading-the-papers.md#evaluation-official-protocol):
 
 - ``"standard"``: what torchreid, fast-reid and BoT compute, and what the SEN and Deep Miner papers
   report. For each query the gallery is ranked by increasing distance (ties broken by gallery index,
@@ -15,6 +16,9 @@ Two protocols (the reading notes on the papers, NOTES.md, "Evaluation protocol")
 
 In both modes a filtered gallery shorter than max_rank pads the CMC with its last value, and a problem
 where no query has a good match is an error rather than a row of zeros.
+
+:func:`evaluate_rank_reference` is the definition: one plain loop per query, to read in a minute.
+:func:`evaluate_rank` is the fast version of the same numbers, and the tests hold it to the loop.
 
 Only the positions of the query's matches (good and junk) in the ranked list matter, so after the sort
 each chunk of queries is reduced to the sparse list of match positions and every metric is computed
@@ -35,6 +39,7 @@ __all__ = [
     "CPU_CHUNK_ELEMENTS",
     "MODES",
     "evaluate_rank",
+    "evaluate_rank_reference",
     "pairwise_distance",
     "stable_sort_keys",
 ]
@@ -251,6 +256,76 @@ def _query_stats(rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows:
 # --------------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------------
+def evaluate_rank_reference(
+    distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, mode: str = "standard"
+) -> dict:
+    """CMC, mAP and mINP by their definition, one query at a time (slow; same result as ``evaluate_rank``).
+
+    For each query: rank the gallery by increasing distance, ties by gallery index; drop the junk, the
+    gallery items with the query's pid AND camera; the matches are the remaining items with its pid.
+    With the 1-based positions p_1 < ... < p_n of the n matches in that filtered list:
+
+    - CMC[k - 1] = 1 if p_1 <= k, else 0 (a list shorter than max_rank keeps its last value);
+    - AP = (1/n) sum_i i / p_i, the precision at each match (SEN eq. 12); ``"official"``: the trapezoid
+      rule of Market-1501's ``compute_AP.m`` over the whole filtered list;
+    - INP = n / p_n: 1 when the matches come first, small when the last one is deep (mINP, Ye et al.).
+
+    mAP (SEN eq. 13), mINP and the CMC are means over the queries with a match (``"standard"``) or over
+    all queries, a query without a match adding 0 (``"official"``). Same arguments and return value as
+    :func:`evaluate_rank` (without ``chunk_rows``); docs/reading-the-papers.md#evaluation-standard-protocol.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    dist, q_pids, g_pids, q_camids, g_camids = (
+        np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+        for a in (distmat, q_pids, g_pids, q_camids, g_camids)
+    )
+    if np.isnan(dist).any():
+        raise ValueError("distmat contains NaN: distances must be finite (+inf is allowed)")
+    num_q, num_g = dist.shape
+    all_cmc, all_ap, all_inp, num_valid = [], [], [], 0
+    for q in range(num_q):
+        ranked = sorted(range(num_g), key=lambda j, q=q: (dist[q, j], j))  # stable: ties by gallery index
+        junk = {j for j in range(num_g) if g_pids[j] == q_pids[q] and g_camids[j] == q_camids[q]}
+        kept = [j for j in ranked if j not in junk]
+        hits = [g_pids[j] == q_pids[q] for j in kept]  # True where the filtered list has a match
+        positions = [i + 1 for i, hit in enumerate(hits) if hit]  # 1-based positions of the matches
+        n = len(positions)
+        if n == 0:  # no match left: skipped (standard) or zeros (official)
+            if mode == "official":
+                all_cmc.append([0.0] * max_rank)
+                all_ap.append(0.0)
+                all_inp.append(0.0)
+            continue
+        num_valid += 1
+        all_cmc.append([1.0 if positions[0] <= k else 0.0 for k in range(1, max_rank + 1)])
+        all_inp.append(n / positions[-1])
+        if mode == "standard":
+            all_ap.append(sum(i / p for i, p in enumerate(positions, start=1)) / n)
+        else:  # compute_AP.m: trapezoid between the precision one position earlier and at the match
+            ap, found, old_precision = 0.0, 0, 1.0
+            for j, hit in enumerate(hits, start=1):
+                found += hit
+                precision = found / j
+                if hit:
+                    ap += (old_precision + precision) / 2 / n
+                old_precision = precision
+            all_ap.append(ap)
+    if num_valid == 0:
+        raise ValueError(
+            f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a match "
+            "needs the same pid from another camera)"
+        )
+    return {
+        "cmc": np.mean(np.asarray(all_cmc, dtype=np.float64), axis=0),
+        "mAP": float(np.mean(all_ap)),
+        "mINP": float(np.mean(all_inp)),
+        "num_valid_queries": num_valid,
+    }
+
+
 def evaluate_rank(
     distmat,
     q_pids,

@@ -5,7 +5,8 @@ lr(t) = lr * gamma ** #{m : t > m}       afterwards (m the milestones)
 
 With lr 3.5e-4, W 10, milestones 40 and 70 this is BoT's and Deep Miner's curve (3.5e-5 at t = 1, 3.5e-4
 at t = 10..40, 3.5e-5 at 41..70, 3.5e-6 after). SEN's eq. 11 is the same shape with 4.5e-4 and
-milestones 45 and 90; its printed warmup "4.5e-5 x t/10" is read as the typo NOTES.md describes.
+milestones 45 and 90; its printed warmup "4.5e-5 x t/10" is read as a typo for 4.5e-4 x t/10
+(docs/reading-the-papers.md#sen-the-eq-11-typo).
 The rate is set once per epoch (t is 1-based), as in the papers.
 """
 

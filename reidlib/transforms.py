@@ -1,8 +1,9 @@
 """Image transforms for training and testing (torchvision.transforms.v2), and ``denormalize``.
 
-The training pipeline is the BoT / SEN / Deep Miner one (see the papers' NOTES, "Shared conventions"):
-resize, horizontal flip p 0.5, pad 10 + random crop back to size, random erasing (Zhong et al.) p 0.5
-over 2-40 % of the area with aspect ratio in [0.3, 1/0.3], filled with the ImageNet mean.
+The training pipeline is the BoT / SEN / Deep Miner one
+(docs/reading-the-papers.md#shared-augmentation-and-the-p-x-k-batch): resize, horizontal flip p 0.5, pad 10 +
+random crop back to size, random erasing (Zhong et al.) p 0.5 over 2-40 % of the area with aspect ratio
+in [0.3, 1/0.3], filled with the ImageNet mean.
 
 Resizing is bicubic, as BoT's ``T.Resize(size, interpolation=3)`` (3 = PIL bicubic): Market-1501 and
 DukeMTMC crops are upsampled (Market's 128x64 to 256x128), where bicubic is smoother than bilinear,

@@ -1,7 +1,7 @@
 """Tests of reidlib.erasing on hand-built feature maps, against expectations derived by hand.
 
-References are written from the definitions (NOTES.md, shared conventions; SEN eqs. 1, 3, 5; Deep Miner
-eq. 1; Batch DropBlock), never from numbers the code under test produces. Counts use exact decimal
+References are written from the definitions (docs/reading-the-papers.md#shared-keep-masks; SEN eqs. 1, 3, 5;
+Deep Miner eq. 1; Batch DropBlock), never from numbers the code under test produces. Counts use exact decimal
 arithmetic (``fractions.Fraction``) so a float slip such as 0.29 * 100 = 28.999... shows up.
 """
 
@@ -165,7 +165,8 @@ def test_ratio_029_on_10x10_erases_29():
 
 
 def test_paper_counts_on_16x8_maps():
-    # NOTES.md: with 16x8 maps, r1 = 0.1 erases 12 positions and r2 = 0.25 erases 32.
+    # docs/reading-the-papers.md#sen-tie-handling: with 16x8 maps, r1 = 0.1 erases 12 positions and
+    # r2 = 0.25 erases 32.
     feat = torch.randn(4, 8, 16, 8, generator=torch.Generator().manual_seed(1))
     assert (low_activation_mask(feat, 0.1) == 0).sum(dim=(1, 2, 3)).tolist() == [12] * 4
     assert (top_activation_mask(feat, 0.25) == 0).sum(dim=(1, 2, 3)).tolist() == [32] * 4

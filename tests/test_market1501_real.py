@@ -1,29 +1,30 @@
 """The Market-1501 parser on the real release (read-only; skipped when the release is absent).
 
-Expected numbers are those of the release's readme and of Zheng et al. ICCV 2015, not of the parser.
+The release is found where every user puts it: ``<data root>/market1501`` (``data/market1501`` or
+``$REIDLIB_DATA/market1501``, see :func:`reidlib.paths.data_root`); CI links it there with
+``.ci/link-datasets``. Expected numbers are those of the release's readme and of Zheng et al. ICCV 2015,
+not of the parser.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from reidlib.datasets import load_dataset
-from reidlib.paths import repo_root
+from reidlib.datasets import DEFAULT_FOLDERS, load_dataset
+from reidlib.paths import data_root
 
 
 def market1501_root() -> Path:
-    env = os.environ.get("REIDLIB_MARKET1501")
-    return Path(env) if env else repo_root().parent / "shared" / "datasets" / "market1501"
+    return data_root() / DEFAULT_FOLDERS["market1501"]
 
 
 pytestmark = [
     pytest.mark.real_data,
     pytest.mark.skipif(
         not market1501_root().exists(),
-        reason=f"Market-1501 not found at {market1501_root()} (set REIDLIB_MARKET1501)",
+        reason=f"Market-1501 not found at {market1501_root()} (see README, Datasets; or set REIDLIB_DATA)",
     ),
 ]
 

@@ -1,4 +1,5 @@
-"""Tests of reidlib.metrics against per-query loops written from the definitions and hand-worked cases."""
+"""Tests of reidlib.metrics: the fast ``evaluate_rank`` against the shipped per-query definition
+``evaluate_rank_reference``, and both against hand-worked cases (the independent check of the reference)."""
 
 from __future__ import annotations
 
@@ -8,53 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.metrics import evaluate_rank, pairwise_distance, stable_sort_keys
-
-
-# --------------------------------------------------------------------------------------------------
-# naive references, one query at a time
-# --------------------------------------------------------------------------------------------------
-def naive_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, mode):
-    """The protocol as a per-query Python loop. Standard: the torchreid recipe with a stable sort;
-    official: a line-by-line port of Market-1501's compute_AP.m."""
-    distmat = np.asarray(distmat, dtype=np.float64)
-    num_q, num_g = distmat.shape
-    all_cmc, all_ap, all_inp = [], [], []
-    for q in range(num_q):
-        ranked = sorted(range(num_g), key=lambda j, q=q: (distmat[q, j], j))  # stable: ties by index
-        kept = [j for j in ranked if not (g_pids[j] == q_pids[q] and g_camids[j] == q_camids[q])]
-        matches = [int(g_pids[j] == q_pids[q]) for j in kept]
-        n_match = sum(matches)
-        if n_match == 0:
-            if mode == "official":
-                all_cmc.append([0.0] * max_rank)
-                all_ap.append(0.0)
-                all_inp.append(0.0)
-            continue
-        positions = [i + 1 for i, m in enumerate(matches) if m]  # 1-based positions of the hits
-        cmc = [1.0 if positions[0] <= k else 0.0 for k in range(1, max_rank + 1)]
-        all_cmc.append(cmc)
-        all_inp.append(n_match / positions[-1])
-        if mode == "standard":
-            all_ap.append(sum((i + 1) / p for i, p in enumerate(positions)) / n_match)
-        else:  # compute_AP.m
-            ap, old_recall, old_precision, hits = 0.0, 0.0, 1.0, 0
-            for j, m in enumerate(matches, start=1):
-                hits += m
-                recall = hits / n_match
-                precision = hits / j
-                ap += (recall - old_recall) * ((old_precision + precision) / 2)
-                old_recall, old_precision = recall, precision
-            all_ap.append(ap)
-    if not all_ap or (mode == "official" and not any(all_inp)):
-        return None
-    valid = sum(1 for x in all_inp if x > 0)
-    return {
-        "cmc": np.mean(np.asarray(all_cmc), axis=0),
-        "mAP": float(np.mean(all_ap)),
-        "mINP": float(np.mean(all_inp)),
-        "num_valid_queries": valid,
-    }
+from reidlib.metrics import evaluate_rank, evaluate_rank_reference, pairwise_distance, stable_sort_keys
 
 
 def assert_same(got, want):
@@ -84,7 +39,7 @@ def random_problem(seed, num_q=12, num_g=40, num_ids=8, num_cams=3, levels=6, dt
 
 
 # --------------------------------------------------------------------------------------------------
-# against the naive loop
+# against the per-query definition (reidlib.metrics.evaluate_rank_reference)
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["standard", "official"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -92,7 +47,7 @@ def random_problem(seed, num_q=12, num_g=40, num_ids=8, num_cams=3, levels=6, dt
 def test_matches_naive_loop(seed, dtype, mode):
     args = random_problem(seed, dtype=dtype)
     for max_rank in (1, 5, 50):  # 50 > num_g = 40: the CMC is padded
-        want = naive_evaluate(*args, max_rank=max_rank, mode=mode)
+        want = evaluate_rank_reference(*args, max_rank=max_rank, mode=mode)
         assert want["num_valid_queries"] < len(args[1])  # some queries have no valid match
         assert_same(evaluate_rank(*args, max_rank=max_rank, mode=mode), want)
 
@@ -100,11 +55,11 @@ def test_matches_naive_loop(seed, dtype, mode):
 @pytest.mark.parametrize("mode", ["standard", "official"])
 def test_torch_inputs(mode):
     distmat, q_pids, g_pids, q_camids, g_camids = random_problem(11, dtype=np.float64)
-    want = naive_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, 10, mode)
+    want = evaluate_rank_reference(distmat, q_pids, g_pids, q_camids, g_camids, 10, mode)
     tensors = [torch.from_numpy(a) for a in (distmat, q_pids, g_pids, q_camids, g_camids)]
     assert_same(evaluate_rank(*tensors, max_rank=10, mode=mode), want)
     tensors[0] = tensors[0].float().requires_grad_()
-    want32 = naive_evaluate(distmat.astype(np.float32), q_pids, g_pids, q_camids, g_camids, 10, mode)
+    want32 = evaluate_rank_reference(distmat.astype(np.float32), q_pids, g_pids, q_camids, g_camids, 10, mode)
     assert_same(evaluate_rank(*tensors, max_rank=10, mode=mode), want32)
 
 
@@ -113,7 +68,7 @@ def test_torch_inputs(mode):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_naive_loop(mode, dtype):
     distmat, q_pids, g_pids, q_camids, g_camids = random_problem(12, num_q=30, num_g=200)
-    want = naive_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, 20, mode)
+    want = evaluate_rank_reference(distmat, q_pids, g_pids, q_camids, g_camids, 20, mode)
     d = torch.from_numpy(distmat).to("cuda", dtype)
     ids = [torch.from_numpy(a).cuda() for a in (q_pids, g_pids, q_camids, g_camids)]
     assert_same(evaluate_rank(d, *ids, max_rank=20, mode=mode, chunk_rows=7), want)
@@ -127,7 +82,7 @@ def test_chunked_equals_unchunked(mode, dtype):
     for rows in (1, 4, 9):  # several chunks, the last one partial
         part = evaluate_rank(*args, max_rank=20, mode=mode, chunk_rows=rows)
         assert_same(part, whole)
-    assert_same(whole, naive_evaluate(*args, max_rank=20, mode=mode))
+    assert_same(whole, evaluate_rank_reference(*args, max_rank=20, mode=mode))
 
 
 def test_module_chunk_constant_is_used(monkeypatch):
@@ -159,7 +114,7 @@ def test_torch_sort_path_on_cpu(monkeypatch, mode):
     got = evaluate_rank(
         torch.from_numpy(distmat), q_pids, g_pids, q_camids, g_camids, max_rank=60, mode=mode, chunk_rows=6
     )
-    assert_same(got, naive_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, 60, mode))
+    assert_same(got, evaluate_rank_reference(distmat, q_pids, g_pids, q_camids, g_camids, 60, mode))
     nan = torch.from_numpy(distmat).clone()
     nan[3, 4] = float("nan")
     with pytest.raises(ValueError, match="1 NaN"):
@@ -198,46 +153,51 @@ HAND_IDS = dict(
 )
 
 
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_hand_worked_standard(dtype):
-    r = evaluate_rank(HAND_DIST.astype(dtype), **HAND_IDS, max_rank=5)
+def test_hand_worked_standard(dtype, evaluate):
+    r = evaluate(HAND_DIST.astype(dtype), **HAND_IDS, max_rank=5)
     np.testing.assert_allclose(r["cmc"], [1 / 2, 1, 1, 1, 1], rtol=0, atol=1e-15)
     assert r["mAP"] == pytest.approx(2 / 3, abs=1e-15)
     assert r["mINP"] == pytest.approx(7 / 12, abs=1e-15)
     assert r["num_valid_queries"] == 2
 
 
-def test_hand_worked_official():
-    r = evaluate_rank(HAND_DIST, **HAND_IDS, max_rank=5, mode="official")
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_hand_worked_official(evaluate):
+    r = evaluate(HAND_DIST, **HAND_IDS, max_rank=5, mode="official")
     np.testing.assert_allclose(r["cmc"], [1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3], rtol=0, atol=1e-15)
     assert r["mAP"] == pytest.approx(25 / 72, abs=1e-15)
     assert r["mINP"] == pytest.approx(7 / 18, abs=1e-15)
     assert r["num_valid_queries"] == 2
 
 
-def test_hand_worked_single_queries():
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_hand_worked_single_queries(evaluate):
     # q0 alone: standard AP 5/6 and official AP 19/24 differ (trapezoid vs precision at the hits)
     one = {k: v[:1] if k.startswith("q") else v for k, v in HAND_IDS.items()}
-    assert evaluate_rank(HAND_DIST[:1], **one, max_rank=1)["mAP"] == pytest.approx(5 / 6, abs=1e-15)
-    off = evaluate_rank(HAND_DIST[:1], **one, max_rank=1, mode="official")
+    assert evaluate(HAND_DIST[:1], **one, max_rank=1)["mAP"] == pytest.approx(5 / 6, abs=1e-15)
+    off = evaluate(HAND_DIST[:1], **one, max_rank=1, mode="official")
     assert off["mAP"] == pytest.approx(19 / 24, abs=1e-15)
     # swapping the tie g1/g3 order (g3 first) would put q1's hit at 3: check the index tie-break
     two = {k: v[1:2] if k.startswith("q") else v for k, v in HAND_IDS.items()}
-    r = evaluate_rank(HAND_DIST[1:2], **two, max_rank=3)
+    r = evaluate(HAND_DIST[1:2], **two, max_rank=3)
     np.testing.assert_array_equal(r["cmc"], [0.0, 1.0, 1.0])
 
 
-def test_junk_rule_needs_same_pid_and_same_camera():
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_junk_rule_needs_same_pid_and_same_camera(evaluate):
     # one query (pid 5, cam 0); gallery: same cam other pid (kept, a miss), same pid same cam (junk),
     # same pid other cam (a hit). Ranked by distance: miss, junk, hit -> filtered miss, hit: AP = 1/2.
-    r = evaluate_rank(np.array([[1.0, 2.0, 3.0]]), [5], [7, 5, 5], [0], [0, 0, 1], max_rank=3)
+    r = evaluate(np.array([[1.0, 2.0, 3.0]]), [5], [7, 5, 5], [0], [0, 0, 1], max_rank=3)
     np.testing.assert_array_equal(r["cmc"], [0.0, 1.0, 1.0])
     assert r["mAP"] == 0.5 and r["mINP"] == 0.5
 
 
-def test_pid_zero_is_an_ordinary_non_matching_id():
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_pid_zero_is_an_ordinary_non_matching_id(evaluate):
     # pid 0 distractors rank like any other non-match (they are not removed)
-    r = evaluate_rank(np.array([[0.0, 1.0, 2.0]]), [3], [0, 0, 3], [0], [1, 1, 1], max_rank=3)
+    r = evaluate(np.array([[0.0, 1.0, 2.0]]), [3], [0, 0, 3], [0], [1, 1, 1], max_rank=3)
     assert r["mAP"] == pytest.approx(1 / 3) and r["cmc"].tolist() == [0.0, 0.0, 1.0]
 
 
@@ -271,8 +231,25 @@ def test_errors():
             )
 
 
-def test_infinite_distances_rank_last():
-    r = evaluate_rank(np.array([[np.inf, 1.0, 2.0]]), [1], [1, 2, 3], [0], [1, 1, 1], max_rank=3)
+def test_reference_errors():
+    d, ids = HAND_DIST, HAND_IDS
+    with pytest.raises(ValueError, match="mode must be one of"):
+        evaluate_rank_reference(d, **ids, mode="matlab")
+    with pytest.raises(ValueError, match="max_rank must be an integer >= 1"):
+        evaluate_rank_reference(d, **ids, max_rank=0)
+    nan = d.copy()
+    nan[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank_reference(nan, **ids)
+    only_q2 = {**ids, "q_pids": ids["q_pids"][2:], "q_camids": ids["q_camids"][2:]}
+    for mode in ("standard", "official"):
+        with pytest.raises(ValueError, match="no query has a valid match"):
+            evaluate_rank_reference(d[2:], **only_q2, mode=mode)
+
+
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_infinite_distances_rank_last(evaluate):
+    r = evaluate(np.array([[np.inf, 1.0, 2.0]]), [1], [1, 2, 3], [0], [1, 1, 1], max_rank=3)
     assert r["cmc"].tolist() == [0.0, 0.0, 1.0] and r["mAP"] == pytest.approx(1 / 3)
 
 

@@ -1,6 +1,7 @@
 """Tests of reidlib.models: the four networks, their branches, erasing inside them and attention.
 
-Dimensions come from NOTES.md (ResNet-50: baseline 2048, SEN 4096, Deep Miner 14336, BDB 4096).
+Dimensions come from docs/reading-the-papers.md#embedding-sizes (ResNet-50: baseline 2048, SEN 4096, Deep
+Miner 14336, BDB 4096).
 Branch computations are checked against references written here from the papers' definitions
 (GAP of A * M1, GMP of B * M2, ErO, stripes), with masks computed by sorting, not by reidlib.erasing.
 Only the acceptance tests use ResNet-50 at 256x128 (marked slow); the rest use ResNet-18 and small
@@ -34,7 +35,8 @@ BRANCHES = {
     ),
     "bdb": (("global", "drop"), (1, 1), ("global", "drop")),
 }
-# NOTES.md: SEN 2048 + 2048 (global + MS); Deep Miner 2048 * 3 + 4 * 2048 (G, IE2, IE3, 4 stripes).
+# docs/reading-the-papers.md#embedding-sizes: SEN 2048 + 2048 (global + MS); Deep Miner 2048 * 3 + 4 * 2048
+# (G, IE2, IE3, 4 stripes).
 EMBED_DIM_R50 = {"baseline": 2048, "sen": 4096, "deep_miner": 14336, "bdb": 4096}
 EMBED_DIM_R18 = {"baseline": 512, "sen": 1024, "deep_miner": 3584, "bdb": 1024}
 MAP_KEY = {"baseline": "backbone", "sen": "backbone", "deep_miner": "b4", "bdb": "backbone"}
@@ -126,7 +128,8 @@ def test_resnet50_forward_backward(name):
     model.eval()
     with torch.no_grad():
         fmap = model.feature_maps(x[:1])[MAP_KEY[name]]
-    assert fmap.shape == (1, 2048, 16, 8)  # NOTES.md: 256x128 -> 2048x16x8 with last stride 1
+    # 256x128 -> 2048x16x8 with last stride 1 (docs/reading-the-papers.md#shared-backbone-and-last-stride)
+    assert fmap.shape == (1, 2048, 16, 8)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The learning-rate curves against the numbers written in NOTES.md and the papers."""
+"""The learning-rate curves against the numbers written in docs/reading-the-papers.md and the papers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from reidlib.config import OptimConfig, load_recipe
 from reidlib.schedule import lr_at
 
-# NOTES.md, SEN: lr(t) = 4.5e-4 * t / 10 for t <= 10, then 4.5e-4 to epoch 45, 4.5e-5 to 90, 4.5e-6 to 210.
+# docs/reading-the-papers.md#sen-the-eq-11-typo: lr(t) = 4.5e-4 * t / 10 for t <= 10, then 4.5e-4 to
+# epoch 45, 4.5e-5 to 90, 4.5e-6 to 210.
 SEN = {
     1: 4.5e-5,
     2: 9.0e-5,
@@ -20,7 +21,8 @@ SEN = {
     91: 4.5e-6,
     210: 4.5e-6,
 }
-# NOTES.md, Deep Miner (and BoT): 3.5e-5 -> 3.5e-4 over 10 epochs; x0.1 at epochs 40 and 70.
+# docs/reading-the-papers.md#deep-miner-schedule-and-epochs (and BoT): 3.5e-5 -> 3.5e-4 over 10 epochs;
+# x0.1 at epochs 40 and 70.
 DEEP_MINER = {1: 3.5e-5, 10: 3.5e-4, 40: 3.5e-4, 41: 3.5e-5, 70: 3.5e-5, 71: 3.5e-6, 120: 3.5e-6}
 
 

@@ -13,7 +13,7 @@ class SpatialAttention(nn.Module):
 
     1x1 convolutions give A and B with C/8 channels; the affinity softmax(A^T B) over the D = H*W
     positions mixes Y's positions; gamma is a learnable scalar starting at 0, so the module starts as
-    the identity (NOTES.md).
+    the identity (docs/reading-the-papers.md#deep-miner-attention-sam-and-cham).
     """
 
     def __init__(self, channels: int, reduction: int = 8):

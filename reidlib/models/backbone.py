@@ -1,7 +1,8 @@
 """torchvision ResNets as ReID backbones: last stride 1, optional ImageNet weights, never downloaded.
 
-With the first block of ``layer4`` at stride 1 (Luo et al.'s "last stride" trick, NOTES.md), a 256x128
-input gives a 16x8 map (2048 channels for ResNet-50, 512 for ResNet-18/34).
+With the first block of ``layer4`` at stride 1 (Luo et al.'s "last stride" trick,
+docs/reading-the-papers.md#shared-backbone-and-last-stride), a 256x128 input gives a 16x8 map (2048
+channels for ResNet-50, 512 for ResNet-18/34).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Batch DropBlock (Dai et al., ICCV 2019), as SEN compares with it (NOTES.md, baselines).
+"""Batch DropBlock (Dai et al., ICCV 2019), as SEN compares with it (SEN Fig. 2).
 
 Global branch GAP -> BNNeck, and a drop branch: a fresh Bottleneck, then one random block of
 round(0.33*h) rows across the full width erased for the whole batch, then global max pooling ->
-BNNeck. Test embedding: concat(global, drop) after the BN.
+BNNeck. Test embedding: concat(global, drop) after the BN
+(docs/reading-the-papers.md#batch-dropblock-the-drop-branch).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ B4 on Y_3, averages 4 horizontal stripes and concatenates them into one vector w
 in PLR-OSNet). Copies start from G's weights and are not shared in training (section 3.2).
 
 Every branch gets CE + soft-margin triplet + center loss (eq. 2); the test embedding concatenates every
-branch's after-BN feature (NOTES.md). Tables 1-4 are ``ie_blocks``, ``local`` and ``attention``.
+branch's after-BN feature (docs/reading-the-papers.md#deep-miner-test-embedding). Tables 1-4 are
+``ie_blocks``, ``local`` and ``attention``.
 """
 
 from __future__ import annotations

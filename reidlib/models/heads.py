@@ -29,7 +29,8 @@ class BNNeck(nn.Module):
     """BatchNorm1d with a frozen zero bias, then a bias-free classifier (Luo et al., BNNeck).
 
     Triplet and center losses see the feature before the BN; cross-entropy sees the logits of the
-    after-BN feature; the after-BN feature is the test embedding (NOTES.md, shared conventions).
+    after-BN feature; the after-BN feature is the test embedding
+    (docs/reading-the-papers.md#shared-bnneck-and-the-test-embedding).
     """
 
     def __init__(self, in_dim: int, num_classes: int):

@@ -9,7 +9,8 @@ Three branches on one ResNet backbone output A (B, C, h, w):
   HIGHEST positions of F(B) (eq. 5), then global MAX pooling -> BNNeck (CE).
 
 Test embedding: concat(global, MS) after the BN, with MS computed without M2 (erasing is the identity
-in eval), 2 x C = 4096-d for ResNet-50 (NOTES.md). The rows of Table 2 are ``use_bs``/``use_ms``.
+in eval), 2 x C = 4096-d for ResNet-50 (docs/reading-the-papers.md#sen-test-embedding). The rows of Table 2
+are ``use_bs``/``use_ms``.
 """
 
 from __future__ import annotations

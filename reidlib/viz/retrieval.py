@@ -1,10 +1,10 @@
 """Ranked retrieval lists with activation maps, as in SEN Figs. 1 and 11.
 
 - :func:`ranked_lists`: for each query, the top-k gallery items under the standard protocol's junk
-  rule (gallery items with the query's pid AND camera are removed before ranking, NOTES.md
-  "Evaluation protocol"), with a correct/wrong flag per item (same pid as the query). Ties are broken
-  by gallery index, as in :func:`reidlib.metrics.evaluate_rank`, so the rank-1 of these lists is the
-  rank-1 of the evaluation.
+  rule (gallery items with the query's pid AND camera are removed before ranking,
+  docs/reading-the-papers.md#evaluation-standard-protocol), with a correct/wrong flag per item (same pid
+  as the query). Ties are broken by gallery index, as in :func:`reidlib.metrics.evaluate_rank`, so the
+  rank-1 of these lists is the rank-1 of the evaluation.
 - :func:`choose_queries`: a seeded choice of queries that shows a failure (wrong rank-1) when there is
   one, and a success when there is one.
 - :func:`retrieval_rows`: the images (test transform, denormalised) and the activation map
