@@ -260,13 +260,18 @@ def test_every_docstring_citation_is_indexed(index):
     assert not problems, "\n".join(problems)
 
 
+def _ours(paths):
+    """The repository's own files: not the copies JupyterLab keeps in .ipynb_checkpoints/ and the like."""
+    return [p for p in paths if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+
+
 def cited_anchors() -> list[tuple[str, str]]:
     """(file, anchor) for every link to a section of reading-the-papers.md in the repository's text."""
     files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
     sources = (("reidlib", ("*.py", "*.yaml")), ("tests", ("*.py",)), ("notebooks", ("*.ipynb",)))
     for folder, patterns in sources:
         for pattern in patterns:
-            files.extend((ROOT / folder).rglob(pattern))
+            files.extend(_ours((ROOT / folder).rglob(pattern)))
     out = []
     for path in files:
         text = path.read_text(encoding="utf-8")
@@ -294,7 +299,8 @@ def test_no_reference_to_files_outside_the_repository():
     notes, shared = "NOTES" + ".md", ".." + "/shared"
     texts = [ROOT / "README.md"]
     for folder in ("reidlib", "notebooks", "tests"):
-        texts.extend(p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".yaml", ".ipynb", ".md"))
+        found = _ours((ROOT / folder).rglob("*"))
+        texts.extend(p for p in found if p.suffix in (".py", ".yaml", ".ipynb", ".md"))
     hits = []
     for path in texts:
         text = path.read_text(encoding="utf-8")
