@@ -68,13 +68,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.engine import load_network, resolve_runtime
     from reidlib.evaluation import evaluate_network
     from reidlib.fileio import atomic_write_json
+    from reidlib.runfolder import Variant
 
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
     runtime.place(model)
     dataset = _dataset_for(recipe, args)
-    variant = "+".join(v for v, on in (("flip", args.flip), ("rerank", args.rerank)) if on) or "plain"
+    variant = Variant.of(flip=args.flip, rerank=args.rerank)
     d = recipe.data
     result = evaluate_network(
         model,

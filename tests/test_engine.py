@@ -16,8 +16,9 @@ import torch
 from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.config import ConfigError
 from reidlib.datasets import DatasetError
-from reidlib.engine import RunFolderError, TrainingDiverged, load_network, snapshot_path, train
+from reidlib.engine import TrainingDiverged, load_network, train
 from reidlib.losses import Criterion
+from reidlib.runfolder import RunFolderError, snapshot_path
 
 from conftest import tiny_recipe
 
