@@ -1,7 +1,8 @@
 """Command line: ``python -m reidlib {data,recipes,train,evaluate,extract,export} ...``.
 
 Every command is a thin wrapper over a function of the package, so a notebook can do the same thing
-by calling that function.
+by calling that function. Every command fails the same way: one line on stderr naming the file, key or
+epoch and what to do, exit code 2 (130 after Ctrl-C); ``REIDLIB_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import sys
 import traceback
 from pathlib import Path
 
-# Errors that are the user's input, reported in one line instead of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError)
+from reidlib.errors import is_worker_error, one_line
+from reidlib.fileio import check_output_file
+
+# The project's errors (bad input: ValueError subclasses; a diverged run) and the system's (disk full, a
+# folder given for a file), reported in one line instead of a traceback.
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -48,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.set)
     out = Path(args.out) if args.out else default_out_dir(recipe)
-    metrics = train(recipe, out, data_root=args.data_root, resume=args.resume)
+    metrics = train(recipe, out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
         print(f"run folder: {out}")
@@ -70,6 +75,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.fileio import atomic_write_json
     from reidlib.runfolder import Variant
 
+    if args.out:
+        check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -114,6 +121,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from reidlib.evaluation import extract_features
     from reidlib.fileio import atomic_path
 
+    check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -154,6 +162,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from reidlib.engine import load_network
     from reidlib.export import export_onnx
 
+    check_output_file(args.onnx)
     model, recipe = load_network(args.checkpoint)
     diff = export_onnx(
         model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
@@ -201,7 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
     tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.pt, with the same recipe (a finished run is read back)",
+    )
+    tr.add_argument("--overwrite", action="store_true", help="replace the run that lives in --out")
     tr.set_defaults(func=_cmd_train)
 
     def checkpoint_args(cmd: argparse.ArgumentParser) -> None:
@@ -249,12 +263,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _is_reported(err: BaseException) -> bool:
+    engine = sys.modules.get("reidlib.engine")  # imported by every command that can diverge
+    diverged = engine is not None and isinstance(err, engine.TrainingDiverged)
+    return diverged or isinstance(err, (ValueError, OSError)) or is_worker_error(err)
+
+
+def _fail(err: BaseException, code: int) -> int:
+    if os.environ.get("REIDLIB_DEBUG") == "1":
+        traceback.print_exc()
+    line = one_line(err) if str(err) else "interrupted (Ctrl-C)"
+    print(f"error: {line}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        if os.environ.get("REIDLIB_DEBUG"):
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as err:
+        return _fail(err, EXIT_INTERRUPTED)
+    except Exception as err:
+        if not _is_reported(err):
+            raise  # a bug of reidlib or of a library: the traceback is what helps
+        return _fail(err, EXIT_ERROR)

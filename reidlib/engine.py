@@ -43,6 +43,7 @@ from reidlib.checkpoint import (
 from reidlib.config import Recipe
 from reidlib.datasets import ReidDataset, load_dataset
 from reidlib.distributed import DistContext, barrier, init_distributed, shutdown
+from reidlib.errors import one_line
 from reidlib.evaluation import evaluate_network
 from reidlib.imagedata import build_train_loader
 from reidlib.losses import Criterion
@@ -393,10 +394,9 @@ def _stopped_cleanly(run: RunFolder) -> Iterator[None]:
         err.args = (f"{run.path}: {err}; {run.resume_hint()}",)
         raise
     except OSError as err:
-        what = f"{err.strerror} ({err.filename})" if err.strerror and err.filename else str(err)
         raise TrainingIOError(
-            f"{run.path}: epoch {run.epoch}: {what}; fix the cause (disk space, permissions, the data), "
-            f"then: {run.resume_hint()}"
+            f"{run.path}: epoch {run.epoch}: {one_line(err)}; fix the cause (disk space, permissions, "
+            f"the data), then: {run.resume_hint()}"
         ) from err
 
 

@@ -389,16 +389,34 @@ def open_run(
 
 
 def _open_resume(folder: RunFolder, recipe: dict[str, Any]) -> Opened:
-    if not folder.checkpoint.is_file():
+    if not folder.checkpoint.is_file() and not is_finished(folder.path):
         raise RunFolderError(f"{folder.path}: nothing to resume, {CHECKPOINT} is missing")
-    finished = None
-    if is_finished(folder.path) and read_metrics(folder.path).get("epoch", 0) >= recipe["optim"]["epochs"]:
-        finished = read_metrics(folder.path)
-    return Opened(folder, resume=True, finished=finished)
+    changes = {}
+    if is_run(folder.path):
+        changes = recipe_changes(read_params(folder.path)["recipe"], recipe)
+        refused = {k: v for k, v in changes.items() if not is_execution_key(k)}
+        if refused:
+            listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+            raise RunFolderError(
+                f"{folder.path}: --resume with a changed recipe ({listed}); a resume may change only "
+                "execution keys (progress, checkpointing, device, workers): put the old values back, "
+                "or train into another --out"
+            )
+    finished = read_metrics(folder.path) if is_finished(folder.path) else None
+    return Opened(folder, resume=True, changes=changes, finished=finished)
 
 
 def _refuse_existing(folder: RunFolder, overwrite: bool) -> None:
-    if folder.checkpoint.is_file():
+    if overwrite:
+        return
+    if is_finished(folder.path):
         raise RunFolderError(
-            f"{folder.path}: a run already lives here; pass --resume to continue it or choose --out"
+            f"{folder.path}: holds a finished run ({METRICS}); pass --resume to read it back, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if is_run(folder.path) or folder.checkpoint.is_file():
+        done = max((r["epoch"] for r in read_log(folder.path / LOG)), default=0)
+        raise RunFolderError(
+            f"{folder.path}: a run already lives here ({done} epochs logged); pass --resume to continue "
+            "it, --overwrite to start it again, or choose another --out"
         )
