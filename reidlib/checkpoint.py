@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import random
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ _FORMAT_KEY, _RNG_KEY = "format", "rng"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit the network it is loaded into."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (torch reports a full disk as a RuntimeError)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -101,7 +106,14 @@ _WEIGHTS = "model"  # the TrainState part a snapshot keeps
 def _save(path: str | Path, info: CheckpointInfo, content: dict[str, Any]) -> None:
     """``torch.save`` of the format tag, ``info`` and ``content``, to a temp file renamed over ``path``."""
     with atomic_path(path) as tmp:
-        torch.save({_FORMAT_KEY: FORMAT, **dataclasses.asdict(info), **content}, tmp)
+        try:
+            torch.save({_FORMAT_KEY: FORMAT, **dataclasses.asdict(info), **content}, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a failed write (disk full) this way
+            free = shutil.disk_usage(Path(path).parent).free / 2**20
+            first = str(err).strip().splitlines()[0]
+            raise CheckpointWriteError(
+                f"{path}: writing the checkpoint failed ({first}); disk full? {free:.0f} MiB free"
+            ) from err
 
 
 def save_checkpoint(path: str | Path, info: CheckpointInfo, state: TrainState) -> None:

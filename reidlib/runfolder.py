@@ -326,6 +326,8 @@ class RunFolder:
         """What to do after a run stopped: resume from the last good checkpoint, or start again."""
         if self.saved_epoch:
             return f"{self.checkpoint} holds epoch {self.saved_epoch}: continue with --resume"
+        if self.checkpoint.is_file():  # stopped just as the first one was written
+            return f"{self.checkpoint} holds the last epoch saved: continue with --resume"
         return f"no checkpoint was written yet: start again with --overwrite (folder {self.path})"
 
     def remove_stale_temporaries(self) -> list[Path]:

@@ -248,3 +248,16 @@ def test_yaml_with_a_duplicate_key_is_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         load_recipe("smoke", ["model.options={a: 1, a: 2}"])
     assert yaml.safe_load("a: 1\na: 2\n") == {"a": 2}  # what plain YAML would have done
+
+
+def test_torch_reporting_a_failed_write_as_runtime_error_is_an_oserror(tmp_path, monkeypatch):
+    from reidlib.checkpoint import CheckpointInfo, CheckpointWriteError, save_snapshot
+
+    def full(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1605504 vs 1605400")
+
+    monkeypatch.setattr(torch, "save", full)
+    state = type("State", (), {"model": torch.nn.Linear(1, 1)})()
+    with pytest.raises(CheckpointWriteError, match="epoch001.pt: writing the checkpoint failed.*disk full"):
+        save_snapshot(tmp_path / "epoch001.pt", CheckpointInfo({}, 1, 1), state)
+    assert isinstance(CheckpointWriteError("x"), OSError) and not list(tmp_path.iterdir())
