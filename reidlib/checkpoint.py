@@ -150,6 +150,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: a folder, expected a checkpoint file (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
+        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt, truncated or not a .pt file?)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
