@@ -178,6 +178,27 @@ def _cmd_notebooks_run(args: argparse.Namespace) -> int:
     return main(args.params, args.only, args.set, args.out)
 
 
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train a recipe and evaluate it (torchrun for several GPUs)")
+    tr.add_argument("--config", required=True, help="recipe name (see `recipes`) or a YAML path")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set optim.epochs=5 (repeatable)",
+    )
+    tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
+    tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.pt, with the same recipe (a finished run is read back)",
+    )
+    tr.add_argument("--overwrite", action="store_true", help="replace the run that lives in --out")
+    tr.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reidlib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,24 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recipes", help="list the shipped paper recipes")
     rc.set_defaults(func=_cmd_recipes)
 
-    tr = sub.add_parser("train", help="train a recipe and evaluate it (torchrun for several GPUs)")
-    tr.add_argument("--config", required=True, help="recipe name (see `recipes`) or a YAML path")
-    tr.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set optim.epochs=5 (repeatable)",
-    )
-    tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
-    tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
-    tr.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from last.pt, with the same recipe (a finished run is read back)",
-    )
-    tr.add_argument("--overwrite", action="store_true", help="replace the run that lives in --out")
-    tr.set_defaults(func=_cmd_train)
+    _add_train_parser(sub)
 
     def checkpoint_args(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--checkpoint", required=True, help="last.pt of a run")
