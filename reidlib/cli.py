@@ -274,7 +274,7 @@ def _is_reported(err: BaseException) -> bool:
 
 
 def _fail(err: BaseException, code: int) -> int:
-    if os.environ.get("REIDLIB_DEBUG") == "1":
+    if os.environ.get("REIDLIB_DEBUG", "") not in ("", "0"):
         traceback.print_exc()
     line = one_line(err) if str(err) else "interrupted (Ctrl-C)"
     print(f"error: {line}", file=sys.stderr)
