@@ -197,7 +197,8 @@ def _record_start(opened: Opened, fresh: Params, start_epoch: int) -> Params:
         if opened.resume:  # a folder from before params.json: start its record now
             fresh.resumes.append({"from_epoch": start_epoch, "environment": fresh.environment})
         return fresh
-    if fresh.dataset["root"] != (saved := opened.folder.read_params()).dataset["root"]:
+    saved = opened.folder.read_params()
+    if saved.dataset.get("root", fresh.dataset["root"]) != fresh.dataset["root"]:
         raise RunFolderError(
             f"{opened.folder.path}: --resume with another dataset: {saved.dataset['root']!r} -> "
             f"{fresh.dataset['root']!r}; give the run's data root back (--data-root / data.root)"

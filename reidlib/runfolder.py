@@ -92,24 +92,33 @@ _VARIANT_OF = {(v.flip, v.rerank): v for v in Variant}
 
 @dataclass
 class Params:
-    """``params.json``: what was run, on what, from which code; one entry per resume."""
+    """``params.json``: what was run, on what, from which code; one entry per resume.
+
+    Read back from any version: a field an older engine did not write is None (and stays unwritten),
+    a key this version does not know is kept in ``extra`` and written back as it was.
+    """
 
     recipe: dict[str, Any]
-    seed: int
-    num_classes: int
-    world_size: int
-    global_batch: int  # each rank draws its own P x K batch: one step averages world_size batches
-    dataset: dict[str, Any]
-    runtime: dict[str, Any]
-    environment: dict[str, Any]
+    seed: int | None = None
+    num_classes: int | None = None
+    world_size: int | None = None
+    global_batch: int | None = None  # each rank draws its own P x K batch: a step averages world_size
+    dataset: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        names = [f.name for f in dataclasses.fields(self) if f.name != "extra"]
+        values = {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+        return json.loads(json.dumps({**values, **self.extra}))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], path: Path) -> Params:
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
-        if missing:
-            raise RunReadError(f"{path}: missing {missing} (not written by this version of reidlib?)")
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+    def from_dict(cls, values: dict[str, Any]) -> Params:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        extra = {k: v for k, v in values.items() if k not in names}
+        return cls(**{k: v for k, v in values.items() if k in names}, extra=extra)
 
 
 @dataclass
@@ -302,10 +311,10 @@ class RunFolder:
         return snapshot_path(self.path, epoch)
 
     def write_params(self, params: Params) -> None:
-        atomic_write_json(self.path / PARAMS, dataclasses.asdict(params))
+        atomic_write_json(self.path / PARAMS, params.to_dict())
 
     def read_params(self) -> Params:
-        return Params.from_dict(read_params(self.path), self.path / PARAMS)
+        return Params.from_dict(read_params(self.path))
 
     def restore_log(self, up_to_epoch: int) -> list[EpochLog]:
         """The log rows up to the checkpoint's epoch (later ones were never checkpointed)."""

@@ -261,3 +261,12 @@ def test_torch_reporting_a_failed_write_as_runtime_error_is_an_oserror(tmp_path,
     with pytest.raises(CheckpointWriteError, match="epoch001.pt: writing the checkpoint failed.*disk full"):
         save_snapshot(tmp_path / "epoch001.pt", CheckpointInfo({}, 1, 1), state)
     assert isinstance(CheckpointWriteError("x"), OSError) and not list(tmp_path.iterdir())
+
+
+def test_params_of_an_older_engine_round_trip_unchanged():
+    from reidlib.runfolder import Params
+
+    old = {"recipe": {"name": "bot"}, "seed": 0, "num_classes": 751, "world_size": 1, "dataset": {}, "x": [1]}
+    params = Params.from_dict(old)  # no global_batch (older engines), an unknown key
+    assert params.global_batch is None
+    assert params.to_dict() == {**old, "runtime": {}, "environment": {}, "resumes": []}
