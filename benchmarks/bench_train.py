@@ -19,7 +19,7 @@ import torch
 
 from reidlib.config import load_recipe
 from reidlib.engine import TrainStep, build_criterion, build_network
-from reidlib.evaluation import Runtime
+from reidlib.runtime import Runtime
 
 NETWORKS = {
     "baseline": "bot_market1501",

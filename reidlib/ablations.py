@@ -38,8 +38,10 @@ from typing import Any
 
 import pandas as pd
 
+from reidlib import runfolder
 from reidlib.config import Recipe, load_recipe
 from reidlib.losses import LossTerm, deep_miner_terms, sen_terms
+from reidlib.runfolder import is_finished, read_params
 from reidlib.runs import METRICS, budget_label, read_run
 
 # Base recipe per paper and scale: "paper" = the paper's own setting, "cpu" = the shared CPU budget on
@@ -52,21 +54,9 @@ PAPER_NAMES = {"sen": "SEN", "deep_miner": "Deep Miner"}
 PAPER_DATASETS = ("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", "msmt17")
 
 # Recipe keys that say how a run was executed, not what was trained: ignored when deciding whether an
-# existing run folder holds the row asked for.
-EXECUTION_KEYS = (
-    ("name",),
-    ("description",),
-    ("data", "root"),
-    ("data", "workers"),
-    ("data", "cache_images"),
-    ("data", "test_batch_size"),
-    ("train", "progress"),
-    ("train", "checkpoint_every"),
-    ("train", "keep_checkpoint"),
-    ("train", "snapshot_epochs"),  # extra weight files: the training is the same
-    ("train", "device"),
-    ("train", "threads"),  # CPU threads: speed, not what is trained
-)
+# existing run folder holds the row asked for. The run folder's execution keys, and the data root (the
+# same data lives under another path on another machine).
+EXECUTION_KEYS = (*runfolder.EXECUTION_KEYS, ("data", "root"))
 
 
 class StaleRunError(ValueError):
@@ -420,9 +410,9 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 def _finished_runs(root: Path) -> dict[str, Path]:
     """recipe key -> run folder, for the finished runs already below ``root``."""
     found = {}
-    for params in sorted(root.glob("*/*/params.json")):
-        if (params.parent / "metrics.json").is_file():
-            found.setdefault(recipe_key(read_run(params.parent)["params"]["recipe"]), params.parent)
+    for params in sorted(root.glob(f"*/*/{runfolder.PARAMS}")):
+        if is_finished(params.parent):
+            found.setdefault(recipe_key(read_params(params.parent)["recipe"]), params.parent)
     return found
 
 
@@ -442,7 +432,7 @@ def _result_row(row: AblationRow, recipe: Recipe, folder: Path | None, status: s
         "paper_dataset": row.paper_dataset,
     }
     metrics = {}
-    if folder is not None and (folder / "metrics.json").is_file():
+    if folder is not None and is_finished(folder):
         run = read_run(folder)
         metrics, env = run["metrics"], run["params"].get("environment", {})
         out.update(
@@ -479,7 +469,7 @@ def run_grid(
         key = recipe_key(recipe)
         folder = root / row.table / row.slug
         start = time.perf_counter()
-        if (folder / "metrics.json").is_file():
+        if is_finished(folder):
             saved = read_run(folder)["params"]["recipe"]
             if recipe_key(saved) != key:
                 diff = _differences(_drop(saved, EXECUTION_KEYS), _drop(recipe.to_dict(), EXECUTION_KEYS))
@@ -491,11 +481,12 @@ def run_grid(
         elif key in finished:
             folder, status = finished[key], f"same run as {finished[key].parent.name}/{finished[key].name}"
         elif train:
-            engine.train(recipe, folder, data_root=data_root, resume=(folder / "last.pt").is_file())
+            resume = (folder / runfolder.CHECKPOINT).is_file()
+            engine.train(recipe, folder, data_root=data_root, resume=resume)
             status = f"trained ({time.perf_counter() - start:.0f} s)"
         else:
             folder, status = None, "missing (train=False)"
-        if folder is not None and (folder / "metrics.json").is_file():
+        if folder is not None and is_finished(folder):
             finished.setdefault(key, folder)
         results.append(_result_row(row, recipe, folder, status))
         if verbose:

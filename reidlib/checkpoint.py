@@ -1,29 +1,40 @@
 """Checkpoints: written atomically, read with ``weights_only=True``, checked before use.
 
-A checkpoint holds everything a killed run needs to continue exactly: the resolved recipe, the number
-of classes, the epoch, the network, both optimisers (network and centers), the centers, the sampler
-state and the RNG states.
+A checkpoint (``last.pt``) holds everything a killed run needs to continue exactly: its
+:class:`CheckpointInfo` (the resolved recipe, the number of classes, the epoch) and its
+:class:`TrainState` (the network, the centers, both optimisers, the grad scaler, the sampler, the RNG
+states). A snapshot (``epochNNN.pt``) holds the info and the network's weights only. The keys of both
+files are the fields of these two dataclasses (plus ``format`` and ``rng``), spelled nowhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
+import shutil
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from reidlib.config import Recipe, recipe_from_dict
 from reidlib.fileio import atomic_path
 
 FORMAT = "reidlib-checkpoint-1"
+_FORMAT_KEY, _RNG_KEY = "format", "rng"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit the network it is loaded into."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (torch reports a full disk as a RuntimeError)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,28 +57,118 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(path: str | Path, **content: Any) -> None:
-    """``torch.save`` of ``content`` plus the format tag, to a temp file renamed over ``path``."""
+@dataclass
+class CheckpointInfo:
+    """What every checkpoint and snapshot says about itself."""
+
+    recipe: dict[str, Any]  # Recipe.to_dict()
+    num_classes: int
+    epoch: int
+
+    @classmethod
+    def of(cls, ckpt: dict[str, Any]) -> CheckpointInfo:
+        return cls(**{f.name: ckpt[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class TrainState:
+    """Everything a resume needs besides the recipe; each part has ``state_dict``/``load_state_dict``."""
+
+    model: nn.Module
+    criterion: nn.Module  # holds the centers
+    optimizer: torch.optim.Optimizer
+    center_optimizer: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+    sampler: Any  # reidlib.samplers: where the identity sampler stands
+
+    def parts(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every part's state (None for an absent part) and the RNG states."""
+        state = {k: None if p is None else p.state_dict() for k, p in self.parts().items()}
+        return {**state, _RNG_KEY: rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "checkpoint") -> None:
+        for name, part in self.parts().items():
+            if part is None:
+                continue
+            try:
+                part.load_state_dict(state[name])
+            except (RuntimeError, KeyError, ValueError, TypeError) as err:
+                raise CheckpointError(f"{path}: its {name} state does not fit the run: {err}") from err
+        set_rng_state(state[_RNG_KEY])
+
+
+_WEIGHTS = "model"  # the TrainState part a snapshot keeps
+
+
+def _save(path: str | Path, info: CheckpointInfo, content: dict[str, Any]) -> None:
+    """``torch.save`` of the format tag, ``info`` and ``content``, to a temp file renamed over ``path``."""
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **content}, tmp)
+        try:
+            torch.save({_FORMAT_KEY: FORMAT, **dataclasses.asdict(info), **content}, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a failed write (disk full) this way
+            free = shutil.disk_usage(Path(path).parent).free / 2**20
+            first = str(err).strip().splitlines()[0]
+            raise CheckpointWriteError(
+                f"{path}: writing the checkpoint failed ({first}); disk full? {free:.0f} MiB free"
+            ) from err
+
+
+def save_checkpoint(path: str | Path, info: CheckpointInfo, state: TrainState) -> None:
+    """``last.pt``: a resume point."""
+    _save(path, info, state.state_dict())
+
+
+def save_snapshot(path: str | Path, info: CheckpointInfo, state: TrainState) -> None:
+    """``epochNNN.pt``: the network's weights of that epoch (no optimiser state: not a resume point)."""
+    _save(path, info, {_WEIGHTS: state.model.state_dict()})
+
+
+def restore(path: str | Path, state: TrainState, recipe: Recipe, num_classes: int) -> int:
+    """Load ``last.pt`` into ``state`` after checking it fits ``recipe``; returns its epoch."""
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, recipe, num_classes, path)
+    state.load_state_dict(ckpt, path)
+    return CheckpointInfo.of(ckpt).epoch
+
+
+def load_weights(model: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """The checkpoint's (or snapshot's) network weights into ``model``."""
+    try:
+        model.load_state_dict(ckpt[_WEIGHTS])
+    except (RuntimeError, KeyError) as err:
+        name = CheckpointInfo.of(ckpt).recipe["model"]["name"]
+        raise CheckpointError(f"{path}: weights do not fit model {name!r}: {err}") from err
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (tensors and plain containers only); clear errors otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, expected a checkpoint file (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
+        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt, truncated or not a .pt file?)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt or truncated?): {err}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint (corrupt, truncated or not a .pt file?): {first}"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get(_FORMAT_KEY) != FORMAT:
         raise CheckpointError(f"{path}: not a reidlib checkpoint (expected format {FORMAT!r})")
+    missing = [f.name for f in dataclasses.fields(CheckpointInfo) if f.name not in ckpt]
+    if _WEIGHTS not in ckpt or missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {[*missing, _WEIGHTS][:4]}")
     return ckpt
 
 
 def checkpoint_recipe(ckpt: dict[str, Any]) -> Recipe:
-    return recipe_from_dict(ckpt["recipe"])
+    return recipe_from_dict(CheckpointInfo.of(ckpt).recipe)
 
 
 def check_compatible(ckpt: dict[str, Any], recipe: Recipe, num_classes: int, path: str | Path) -> None:
@@ -80,7 +181,8 @@ def check_compatible(ckpt: dict[str, Any], recipe: Recipe, num_classes: int, pat
                 f"{path}: checkpoint is for model.{field}={getattr(saved, field)!r}, "
                 f"but the run uses model.{field}={getattr(want, field)!r}"
             )
-    if ckpt["num_classes"] != num_classes:
+    saved_classes = CheckpointInfo.of(ckpt).num_classes
+    if saved_classes != num_classes:
         raise CheckpointError(
-            f"{path}: checkpoint has {ckpt['num_classes']} classes, the training set has {num_classes}"
+            f"{path}: checkpoint has {saved_classes} classes, the training set has {num_classes}"
         )

@@ -1,7 +1,8 @@
 """Command line: ``python -m reidlib {data,recipes,train,evaluate,extract,export} ...``.
 
 Every command is a thin wrapper over a function of the package, so a notebook can do the same thing
-by calling that function.
+by calling that function. Every command fails the same way: one line on stderr naming the file, key or
+epoch and what to do, exit code 2 (130 after Ctrl-C); ``REIDLIB_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import sys
 import traceback
 from pathlib import Path
 
+from reidlib.errors import is_worker_error, one_line
+from reidlib.fileio import check_output_file
 from reidlib.threads import apply_wait_policy
 
-# Errors that are the user's input, reported in one line instead of a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError)
+# The project's errors (bad input: ValueError subclasses; a diverged run) and the system's (disk full, a
+# folder given for a file), reported in one line instead of a traceback.
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -50,7 +54,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.set)
     out = Path(args.out) if args.out else default_out_dir(recipe)
-    metrics = train(recipe, out, data_root=args.data_root, resume=args.resume)
+    metrics = train(recipe, out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
         print(f"run folder: {out}")
@@ -70,13 +74,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.engine import load_network, resolve_runtime
     from reidlib.evaluation import evaluate_network
     from reidlib.fileio import atomic_write_json
+    from reidlib.runfolder import Variant
 
+    if args.out:
+        check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
     runtime.place(model)
     dataset = _dataset_for(recipe, args)
-    variant = "+".join(v for v, on in (("flip", args.flip), ("rerank", args.rerank)) if on) or "plain"
+    variant = Variant.of(flip=args.flip, rerank=args.rerank)
     d = recipe.data
     result = evaluate_network(
         model,
@@ -115,6 +122,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from reidlib.evaluation import extract_features
     from reidlib.fileio import atomic_path
 
+    check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -155,6 +163,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from reidlib.engine import load_network
     from reidlib.export import export_onnx
 
+    check_output_file(args.onnx)
     model, recipe = load_network(args.checkpoint)
     diff = export_onnx(
         model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
@@ -168,6 +177,27 @@ def _cmd_notebooks_run(args: argparse.Namespace) -> int:
     from reidlib.notebooks import main
 
     return main(args.params, args.only, args.set, args.out)
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train a recipe and evaluate it (torchrun for several GPUs)")
+    tr.add_argument("--config", required=True, help="recipe name (see `recipes`) or a YAML path")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set optim.epochs=5 (repeatable)",
+    )
+    tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
+    tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.pt, with the same recipe (a finished run is read back)",
+    )
+    tr.add_argument("--overwrite", action="store_true", help="replace the run that lives in --out")
+    tr.set_defaults(func=_cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,19 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recipes", help="list the shipped paper recipes")
     rc.set_defaults(func=_cmd_recipes)
 
-    tr = sub.add_parser("train", help="train a recipe and evaluate it (torchrun for several GPUs)")
-    tr.add_argument("--config", required=True, help="recipe name (see `recipes`) or a YAML path")
-    tr.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field, e.g. --set optim.epochs=5 (repeatable)",
-    )
-    tr.add_argument("--data-root", help="dataset folder (overrides data.root)")
-    tr.add_argument("--out", help="run folder (default: results/runs/<recipe>-<time>)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    tr.set_defaults(func=_cmd_train)
+    _add_train_parser(sub)
 
     def checkpoint_args(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--checkpoint", required=True, help="last.pt of a run")
@@ -250,13 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _is_reported(err: BaseException) -> bool:
+    engine = sys.modules.get("reidlib.engine")  # imported by every command that can diverge
+    diverged = engine is not None and isinstance(err, engine.TrainingDiverged)
+    return diverged or isinstance(err, (ValueError, OSError)) or is_worker_error(err)
+
+
+def _fail(err: BaseException, code: int) -> int:
+    if os.environ.get("REIDLIB_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
+    line = one_line(err) if str(err) else "interrupted (Ctrl-C)"
+    print(f"error: {line}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_wait_policy()  # before any command imports torch: OpenMP reads it once (reidlib.threads)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        if os.environ.get("REIDLIB_DEBUG"):
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as err:
+        return _fail(err, EXIT_INTERRUPTED)
+    except Exception as err:
+        if not _is_reported(err):
+            raise  # a bug of reidlib or of a library: the traceback is what helps
+        return _fail(err, EXIT_ERROR)

@@ -19,6 +19,7 @@ import yaml
 
 from reidlib.losses import LossTerm
 from reidlib.paths import recipes_dir
+from reidlib.runfolder import Variant
 
 
 class ConfigError(ValueError):
@@ -79,7 +80,7 @@ class EvalConfig:
     rerank: bool = False  # k-reciprocal re-ranking (Zhong et al. 2017)
     max_rank: int = 50
     final_variants: list[str] = field(default_factory=list)  # extra rows after the last epoch:
-    # any of plain, flip, rerank, flip+rerank (reported under "variants" in metrics.json)
+    # any reidlib.runfolder.Variant (reported under "variants" in metrics.json)
 
 
 @dataclass
@@ -188,6 +189,23 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 # ----------------------------------------------------------------------------- loading
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for k, v in override.items():
@@ -219,9 +237,11 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: recipe inheritance loops through {' -> '.join(map(str, seen))}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _yaml_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping, got {type(raw).__name__}")
     base = raw.pop("base", None)
@@ -235,7 +255,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.epochs=5")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = _yaml_load(raw) if raw.strip() else None
+    except (yaml.YAMLError, ConfigError) as err:
+        raise ConfigError(f"override {text!r}: {' '.join(str(err).split())}") from None
+    return key.strip().split("."), value
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Recipe:
@@ -307,8 +331,9 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(f"eval.mode: expected standard or official, got {recipe.eval.mode!r}")
     if recipe.train.amp not in ("auto", "none", "bf16", "fp16"):
         raise ConfigError(f"train.amp: expected auto, none, bf16 or fp16, got {recipe.train.amp!r}")
-    bad = set(recipe.eval.final_variants) - {"plain", "flip", "rerank", "flip+rerank"}
-    if bad:
-        raise ConfigError(f"eval.final_variants: unknown {sorted(bad)}; use plain, flip, rerank, flip+rerank")
+    try:
+        Variant.parse(recipe.eval.final_variants, "eval.final_variants")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if not recipe.loss.terms:
         raise ConfigError("loss.terms: a recipe needs at least one loss term")

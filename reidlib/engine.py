@@ -1,12 +1,9 @@
 """One training loop for every network and recipe.
 
-``train(recipe, out_dir)`` runs a recipe end to end and writes a self-describing run folder:
-
-- ``params.json``: the resolved recipe, seeds, dataset statistics, git SHA and dirty flag, library
-  versions and device (plus one entry per resume);
-- ``log.jsonl``: one JSON line per epoch (loss terms by name, lr, images/s, metrics when evaluated);
-- ``last.pt``: the checkpoint (network, both optimisers, centers, sampler and RNG state, epoch);
-- ``metrics.json``: the final evaluation (rank1/5/10, mAP, mINP in %, the CMC and the protocol).
+``train(recipe, out_dir)`` runs a recipe end to end: it opens the run folder (:mod:`reidlib.runfolder`:
+refused if it holds another run), builds the network, loss, optimisers and loader, restores last.pt on
+a resume (:class:`reidlib.checkpoint.TrainState`), then loops over the epochs: train, evaluate every
+``eval.every`` epochs, log, checkpoint; after the last epoch it writes metrics.json.
 
 Randomness is re-seeded at the start of every epoch from (seed, epoch, rank), so a run killed after
 epoch e and resumed ends exactly where the uninterrupted run would on the CPU. Under torchrun every
@@ -15,13 +12,14 @@ rank trains on its share of each epoch (DDP) and rank 0 alone writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import random
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +31,38 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
 from reidlib.checkpoint import (
-    CheckpointError,
-    check_compatible,
+    CheckpointInfo,
+    TrainState,
+    checkpoint_recipe,
     load_checkpoint,
-    rng_state,
+    load_weights,
+    restore,
     save_checkpoint,
-    set_rng_state,
+    save_snapshot,
 )
 from reidlib.config import Recipe
 from reidlib.datasets import ReidDataset, load_dataset
 from reidlib.distributed import DistContext, barrier, init_distributed, shutdown
-from reidlib.evaluation import Runtime, evaluate_network
-from reidlib.fileio import atomic_write_json, atomic_write_text
+from reidlib.errors import one_line
+from reidlib.evaluation import evaluate_network
 from reidlib.imagedata import build_train_loader
 from reidlib.losses import Criterion
 from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
 from reidlib.paths import results_root
 from reidlib.provenance import device_description, environment
+from reidlib.runfolder import (
+    EpochLog,
+    FinalMetrics,
+    Opened,
+    Params,
+    RunFolder,
+    RunFolderError,
+    Variant,
+    is_run,
+    open_run,
+)
+from reidlib.runtime import Runtime
 from reidlib.schedule import lr_at
 from reidlib.threads import set_torch_threads
 from reidlib.transforms import build_train_transform
@@ -60,8 +72,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
 
 
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (exists without --resume, or nothing to resume)."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the epoch and the checkpoint to resume from."""
+
+
+class TrainingIOError(OSError):
+    """A read or write failed during training (disk full, ...); names the epoch and what to do."""
 
 
 # ----------------------------------------------------------------------------- set-up pieces
@@ -164,68 +180,61 @@ def default_out_dir(recipe: Recipe) -> Path:
     return results_root() / "runs" / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _read_log(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= up_to_epoch]
+def _params(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistContext) -> Params:
+    d, t = recipe.data, recipe.train
+    return Params(
+        recipe=recipe.to_dict(),
+        seed=t.seed,
+        num_classes=dataset.num_train_pids,
+        world_size=ctx.world_size,
+        global_batch=ctx.world_size * d.num_identities * d.num_instances,
+        dataset={"name": d.dataset, "root": str(dataset.root), **dataset.stats()},
+        runtime={"amp": str(runtime.amp_dtype), "channels_last": runtime.channels_last, "compile": t.compile},
+        environment=environment(runtime.device),
+    )
 
 
-def _append_log(path: Path, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-    rows.append(row)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+def _record_start(opened: Opened, fresh: Params, start_epoch: int) -> Params:
+    """A fresh run's params, or the saved ones plus this resume (its epoch, environment, changes)."""
+    if not opened.resume or not is_run(opened.folder.path):
+        if opened.resume:  # a folder from before params.json: start its record now
+            fresh.resumes.append({"from_epoch": start_epoch, "environment": fresh.environment})
+        return fresh
+    saved = opened.folder.read_params()
+    if saved.dataset.get("root", fresh.dataset["root"]) != fresh.dataset["root"]:
+        raise RunFolderError(
+            f"{opened.folder.path}: --resume with another dataset: {saved.dataset['root']!r} -> "
+            f"{fresh.dataset['root']!r}; give the run's data root back (--data-root / data.root)"
+        )
+    changed = {k: {"old": old, "new": new} for k, (old, new) in opened.changes.items()}
+    saved.resumes.append({"from_epoch": start_epoch, "environment": fresh.environment, "changed": changed})
+    return saved
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def train(
-    recipe: Recipe,
-    out_dir: str | Path | None = None,
-    *,
-    data_root: str | Path | None = None,
-    resume: bool = False,
-) -> dict[str, Any]:
-    """Train ``recipe``, evaluate it, and return the final metrics (rank 0; {} on other ranks)."""
-    ctx = init_distributed(use_cuda=torch.cuda.is_available() and recipe.train.device != "cpu")
-    try:
-        return _train(recipe, out_dir, data_root=data_root, resume=resume, ctx=ctx)
-    finally:
-        shutdown(ctx)
+@dataclass
+class Training:
+    """What the epoch loop works with: the recipe, its data and runtime, the state it trains."""
+
+    recipe: Recipe
+    dataset: ReidDataset
+    runtime: Runtime
+    ctx: DistContext
+    state: TrainState
+    loader: torch.utils.data.DataLoader
+    step: nn.Module  # TrainStep, wrapped in DDP and/or torch.compile as asked
 
 
-def _train(
-    recipe: Recipe,
-    out_dir: str | Path | None,
-    *,
-    data_root: str | Path | None,
-    resume: bool,
-    ctx: DistContext,
-) -> dict[str, Any]:
-    t, o, d, e = recipe.train, recipe.optim, recipe.data, recipe.eval
-    runtime = resolve_runtime(recipe, ctx)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
-    ckpt_path = out / "last.pt"
-    if resume and not ckpt_path.is_file():
-        raise RunFolderError(f"{out}: nothing to resume, {ckpt_path.name} is missing")
-    if not resume and ckpt_path.is_file():
-        raise RunFolderError(f"{out}: a run already lives here; pass --resume to continue it or choose --out")
-    if resume and (out / "metrics.json").is_file() and load_checkpoint(ckpt_path)["epoch"] >= o.epochs:
-        return json.loads((out / "metrics.json").read_text())  # finished: nothing to train, read it back
-    if ctx.is_main:
-        tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}")
-    if runtime.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-
-    dataset = prepare_dataset(recipe, data_root)
+def build_training(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistContext) -> Training:
+    """Network, loss, optimisers, scaler and loader of ``recipe``, seeded alike on every rank."""
+    d, t = recipe.data, recipe.train
     num_classes = dataset.num_train_pids
     seed_everything(t.seed)  # same initial weights on every rank
     model = runtime.place(build_network(recipe, num_classes))
     criterion = build_criterion(recipe, model, num_classes, check_inputs=False).to(runtime.device)
-    optimizer = build_optimizer(recipe, model.parameters())
     center_params = list(criterion.center_parameters())
-    center_optimizer = torch.optim.SGD(center_params, lr=recipe.loss.center_lr) if center_params else None
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     loader = build_train_loader(
         dataset.train,
         build_train_transform(d.height, d.width, flip_p=d.flip_p, pad=d.pad, erasing_p=d.erasing_p),
@@ -237,52 +246,14 @@ def _train(
         world_size=ctx.world_size,
         cache=d.cache_images,
     )
-
-    start_epoch, log_rows, params = 1, [], None
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        check_compatible(ckpt, recipe, num_classes, ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        try:
-            criterion.load_state_dict(ckpt["criterion"])
-        except RuntimeError as err:
-            raise CheckpointError(f"{ckpt_path}: its centers do not fit loss.terms: {err}") from err
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if center_optimizer is not None:
-            center_optimizer.load_state_dict(ckpt["center_optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        loader.batch_sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch = ckpt["epoch"] + 1
-        log_rows = _read_log(out / "log.jsonl", ckpt["epoch"])
-        if (out / "params.json").is_file():
-            params = json.loads((out / "params.json").read_text())
-
-    env = environment(runtime.device)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if params is None:
-            params = {
-                "recipe": recipe.to_dict(),
-                "seed": t.seed,
-                "num_classes": num_classes,
-                "world_size": ctx.world_size,
-                # each rank draws its own P x K batch: under DDP one step averages world_size batches
-                "global_batch": ctx.world_size * d.num_identities * d.num_instances,
-                "dataset": {"name": d.dataset, "root": str(dataset.root), **dataset.stats()},
-                "runtime": {
-                    "amp": str(runtime.amp_dtype),
-                    "channels_last": runtime.channels_last,
-                    "compile": t.compile,
-                },
-                "environment": env,
-                "resumes": [],
-            }
-        else:
-            params["resumes"].append({"from_epoch": start_epoch, "environment": env})
-        atomic_write_json(out / "params.json", params)
-    barrier(ctx)
-
+    state = TrainState(
+        model=model,
+        criterion=criterion,
+        optimizer=build_optimizer(recipe, model.parameters()),
+        center_optimizer=torch.optim.SGD(center_params, lr=recipe.loss.center_lr) if center_params else None,
+        scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16),
+        sampler=loader.batch_sampler,
+    )
     step: nn.Module = TrainStep(model, criterion, runtime)
     if ctx.enabled:
         step = DistributedDataParallel(
@@ -290,177 +261,193 @@ def _train(
         )
     if t.compile:
         step = torch.compile(step)
+    return Training(recipe, dataset, runtime, ctx, state, loader, step)
+
+
+def train(
+    recipe: Recipe,
+    out_dir: str | Path | None = None,
+    *,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train ``recipe``, evaluate it, and return the final metrics (rank 0; {} on other ranks).
+
+    ``resume``: continue the run in ``out_dir`` from its last.pt (a finished run is read back);
+    ``overwrite``: replace the run that lives in ``out_dir`` (refused otherwise).
+    """
+    ctx = init_distributed(use_cuda=torch.cuda.is_available() and recipe.train.device != "cpu")
+    try:
+        return _train(recipe, out_dir, data_root=data_root, resume=resume, overwrite=overwrite, ctx=ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _train(
+    recipe: Recipe,
+    out_dir: str | Path | None,
+    *,
+    data_root: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    ctx: DistContext,
+) -> dict[str, Any]:
+    o, e = recipe.optim, recipe.eval
+    out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
+    opened = open_run(out, recipe.to_dict(), resume=resume, overwrite=overwrite, is_main=ctx.is_main)
+    if opened.finished is not None:
+        return opened.finished  # finished: nothing to train, read it back
+    run = opened.folder
+    runtime = resolve_runtime(recipe, ctx)
+    if ctx.is_main:
+        tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}")
+    if runtime.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    dataset = prepare_dataset(recipe, data_root)
+    tr = build_training(recipe, dataset, runtime, ctx)
+    start_epoch = 1
+    if resume:
+        run.saved_epoch = restore(run.checkpoint, tr.state, recipe, dataset.num_train_pids)
+        start_epoch = run.saved_epoch + 1
+        run.restore_log(run.saved_epoch)
+    params = _record_start(opened, _params(recipe, dataset, runtime, ctx), start_epoch)
+    if ctx.is_main:
+        run.write_params(params)
+    barrier(ctx)
 
     metrics: dict[str, Any] = {}
-    train_seconds = sum(r.get("epoch_time_s", 0.0) for r in log_rows)
-    for epoch in range(start_epoch, o.epochs + 1):
-        lr = lr_at(epoch, o)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        seed_everything(epoch_seed(t.seed, epoch, ctx.rank))
-        loader.generator.manual_seed(epoch_seed(t.seed, epoch, ctx.rank))
-        loader.batch_sampler.set_epoch(epoch)
-        row = _train_epoch(
-            step, criterion, optimizer, center_optimizer, scaler, loader, runtime, recipe, epoch, lr, ctx
-        )
-        train_seconds += row["epoch_time_s"]
-        if epoch % e.every == 0 or epoch == o.epochs:
-            variants = _eval_variants(recipe) if epoch == o.epochs else [_main_variant(recipe)]
-            metrics = evaluate_network(
-                model,
-                dataset,
-                height=d.height,
-                width=d.width,
-                runtime=dataclasses.replace(runtime, amp_dtype=None),  # test features in fp32
-                batch_size=d.test_batch_size,
-                workers=d.workers,
-                metric=e.metric,
-                mode=e.mode,
-                max_rank=e.max_rank,
-                variants=variants,
-                ctx=ctx,
-                progress=t.progress and ctx.is_main,
-            )
+    train_seconds = sum(r.epoch_time_s for r in run.log_rows)
+    with _stopped_cleanly(run):
+        for epoch in range(start_epoch, o.epochs + 1):
+            run.epoch = epoch
+            lr = _start_epoch(tr, epoch)
+            row = _train_epoch(tr, epoch, lr)
+            train_seconds += row.epoch_time_s
+            if epoch % e.every == 0 or epoch == o.epochs:
+                metrics = _evaluate(tr, final=epoch == o.epochs)
+                if ctx.is_main:
+                    row.metrics = {k: v for k, v in metrics[_main_variant(recipe)].items() if k != "cmc"}
             if ctx.is_main:
-                main = metrics[_main_variant(recipe)]
-                row["metrics"] = {k: v for k, v in main.items() if k != "cmc"}
-        if ctx.is_main:
-            _print_epoch(row, o.epochs)
-            _append_log(out / "log.jsonl", log_rows, row)
-            if epoch % t.checkpoint_every == 0 or epoch == o.epochs:
-                save_checkpoint(
-                    ckpt_path,
-                    recipe=recipe.to_dict(),
-                    num_classes=num_classes,
-                    epoch=epoch,
-                    model=model.state_dict(),
-                    criterion=criterion.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    center_optimizer=center_optimizer.state_dict() if center_optimizer else None,
-                    scaler=scaler.state_dict(),
-                    sampler=loader.batch_sampler.state_dict(),
-                    rng=rng_state(),
-                )
-            if epoch in t.snapshot_epochs:  # the network as it was then (SEN Fig. 10: maps over epochs)
-                save_checkpoint(
-                    snapshot_path(out, epoch),
-                    recipe=recipe.to_dict(),
-                    num_classes=num_classes,
-                    epoch=epoch,
-                    model=model.state_dict(),
-                )
-        barrier(ctx)
-
-    if not ctx.is_main or not metrics:
-        return {}
-    final = _final_metrics(recipe, dataset, metrics, epoch=o.epochs, train_seconds=train_seconds)
-    atomic_write_json(out / "metrics.json", final)
-    if not t.keep_checkpoint:
-        ckpt_path.unlink(missing_ok=True)  # the run is complete; nothing left to resume
+                _print_epoch(row, o.epochs)
+                run.append_log(row)
+                _save(run, tr, epoch)
+            barrier(ctx)
+        if not ctx.is_main or not metrics:
+            return {}
+        final = run.write_metrics(
+            FinalMetrics.of(recipe, dataset, metrics, epoch=o.epochs, seconds=train_seconds)
+        )
+    if not recipe.train.keep_checkpoint:
+        run.checkpoint.unlink(missing_ok=True)  # the run is complete; nothing left to resume
     return final
 
 
-def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
-    """Where ``train.snapshot_epochs`` keeps the weights after ``epoch``: ``<run>/epoch<NNN>.pt``.
-
-    A snapshot holds the recipe, class count, epoch and weights (no optimiser state): enough for
-    :func:`load_network`, not for resuming.
-    """
-    return Path(run_dir) / f"epoch{epoch:03d}.pt"
-
-
-def _main_variant(recipe: Recipe) -> str:
-    e = recipe.eval
-    return "+".join([v for v, on in (("flip", e.flip), ("rerank", e.rerank)) if on]) or "plain"
+def _start_epoch(tr: Training, epoch: int) -> float:
+    """The epoch's learning rate, and its randomness re-seeded from (seed, epoch, rank) alone."""
+    lr = lr_at(epoch, tr.recipe.optim)
+    for group in tr.state.optimizer.param_groups:
+        group["lr"] = lr
+    seed = epoch_seed(tr.recipe.train.seed, epoch, tr.ctx.rank)
+    seed_everything(seed)
+    tr.loader.generator.manual_seed(seed)
+    tr.loader.batch_sampler.set_epoch(epoch)
+    return lr
 
 
-def _eval_variants(recipe: Recipe) -> list[str]:
+def _evaluate(tr: Training, *, final: bool) -> dict[str, dict[str, Any]]:
+    """The main variant (every ``eval.every`` epochs), or all the final variants after the last."""
+    d, e, t = tr.recipe.data, tr.recipe.eval, tr.recipe.train
+    return evaluate_network(
+        tr.state.model,
+        tr.dataset,
+        height=d.height,
+        width=d.width,
+        runtime=dataclasses.replace(tr.runtime, amp_dtype=None),  # test features in fp32
+        batch_size=d.test_batch_size,
+        workers=d.workers,
+        metric=e.metric,
+        mode=e.mode,
+        max_rank=e.max_rank,
+        variants=_eval_variants(tr.recipe) if final else [_main_variant(tr.recipe)],
+        ctx=tr.ctx,
+        progress=t.progress and tr.ctx.is_main,
+    )
+
+
+def _save(run: RunFolder, tr: Training, epoch: int) -> None:
+    """last.pt every ``train.checkpoint_every`` epochs and after the last; the snapshots asked for."""
+    t = tr.recipe.train
+    info = CheckpointInfo(recipe=tr.recipe.to_dict(), num_classes=tr.dataset.num_train_pids, epoch=epoch)
+    if epoch % t.checkpoint_every == 0 or epoch == tr.recipe.optim.epochs:
+        save_checkpoint(run.checkpoint, info, tr.state)
+        run.saved_epoch = epoch
+    if epoch in t.snapshot_epochs:  # the network as it was then (SEN Fig. 10: maps over epochs)
+        save_snapshot(run.snapshot(epoch), info, tr.state)
+
+
+@contextlib.contextmanager
+def _stopped_cleanly(run: RunFolder) -> Iterator[None]:
+    """A stop (Ctrl-C, divergence, failed read or write) names the epoch and the checkpoint to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        hint = run.resume_hint()
+        raise TrainingInterrupted(f"{run.path}: interrupted in epoch {run.epoch}; {hint}") from err
+    except TrainingDiverged as err:
+        err.args = (f"{run.path}: {err}; {run.resume_hint()}",)
+        raise
+    except OSError as err:
+        raise TrainingIOError(
+            f"{run.path}: epoch {run.epoch}: {one_line(err)}; fix the cause (disk space, permissions, "
+            f"the data), then: {run.resume_hint()}"
+        ) from err
+
+
+def _main_variant(recipe: Recipe) -> Variant:
+    return Variant.of(flip=recipe.eval.flip, rerank=recipe.eval.rerank)
+
+
+def _eval_variants(recipe: Recipe) -> list[Variant]:
     main = _main_variant(recipe)
-    return [main, *[v for v in recipe.eval.final_variants if v != main]]
+    return [main, *[v for v in Variant.parse(recipe.eval.final_variants, "eval.final_variants") if v != main]]
 
 
-def _final_metrics(
-    recipe: Recipe,
-    dataset: ReidDataset,
-    metrics: dict[str, dict[str, Any]],
-    *,
-    epoch: int,
-    train_seconds: float,
-) -> dict[str, Any]:
-    e = recipe.eval
-    main = metrics[_main_variant(recipe)]
-    return {
-        **main,
-        "epoch": epoch,
-        "train_time_s": round(train_seconds, 1),
-        "protocol": {
-            "dataset": recipe.data.dataset,
-            "mode": e.mode,
-            "metric": e.metric,
-            "flip": e.flip,
-            "rerank": e.rerank,
-            "max_rank": e.max_rank,
-            "num_query": len(dataset.query),
-            "num_gallery": len(dataset.gallery),
-        },
-        "variants": {k: {m: v for m, v in s.items() if m != "cmc"} for k, s in metrics.items()},
-    }
-
-
-def _print_epoch(row: dict[str, Any], epochs: int) -> None:
+def _print_epoch(row: EpochLog, epochs: int) -> None:
     """One line per epoch, with or without progress bars, so long runs leave a readable log."""
     line = (
-        f"epoch {row['epoch']}/{epochs}: loss {row['losses'].get('total', float('nan')):.4f}, "
-        f"lr {row['lr']:.2e}, {row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.0f} s"
+        f"epoch {row.epoch}/{epochs}: loss {row.losses.get('total', float('nan')):.4f}, "
+        f"lr {row.lr:.2e}, {row.images_per_s:.0f} img/s, {row.epoch_time_s:.0f} s"
     )
-    m = row["metrics"]
+    m = row.metrics
     if m:
         line += f"; rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}, mINP {m['mINP']:.2f}"
     tqdm.write(line)
     sys.stdout.flush()  # visible at once when stdout is a log file
 
 
-def _train_epoch(
-    step: nn.Module,
-    criterion: Criterion,
-    optimizer: torch.optim.Optimizer,
-    center_optimizer: torch.optim.Optimizer | None,
-    scaler: torch.amp.GradScaler,
-    loader: torch.utils.data.DataLoader,
-    runtime: Runtime,
-    recipe: Recipe,
-    epoch: int,
-    lr: float,
-    ctx: DistContext,
-) -> dict[str, Any]:
+def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
     """One epoch; returns its log row. Loss sums stay on the device (no sync per iteration)."""
-    t = recipe.train
-    step.train()
-    total_iters = len(loader) if t.max_iters_per_epoch is None else min(len(loader), t.max_iters_per_epoch)
+    t, ctx, s = tr.recipe.train, tr.ctx, tr.state
+    tr.step.train()
+    total_iters = len(tr.loader)
+    if t.max_iters_per_epoch is not None:
+        total_iters = min(total_iters, t.max_iters_per_epoch)
     sums: dict[str, Tensor] = {}
     images_seen, start = 0, time.perf_counter()
     bar = tqdm(
         total=total_iters,
-        desc=f"epoch {epoch}/{recipe.optim.epochs}",
+        desc=f"epoch {epoch}/{tr.recipe.optim.epochs}",
         leave=False,
         disable=not (t.progress and ctx.is_main),
     )
-    for it, (images, pids, _camids, _idx) in enumerate(loader):
+    for it, (images, pids, _camids, _idx) in enumerate(tr.loader):
         if it >= total_iters:
             break
-        criterion.check_labels(pids)  # on the CPU batch: no GPU sync inside the loss terms
-        images, pids = runtime.images(images), pids.to(runtime.device, non_blocking=True)
-        total, terms = step(images, pids)
-        optimizer.zero_grad(set_to_none=True)
-        if center_optimizer is not None:
-            center_optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        if center_optimizer is not None:
-            scaler.unscale_(center_optimizer)
-            criterion.rescale_center_grads()
-            scaler.step(center_optimizer)
-        scaler.update()
+        s.criterion.check_labels(pids)  # on the CPU batch: no GPU sync inside the loss terms
+        images, pids = tr.runtime.images(images), pids.to(tr.runtime.device, non_blocking=True)
+        total, terms = tr.step(images, pids)
+        _optimizer_step(s, total)
         for name, value in terms.items():
             sums[name] = sums[name] + value if name in sums else value.clone()
         images_seen += images.shape[0]
@@ -475,15 +462,28 @@ def _train_epoch(
     seconds = time.perf_counter() - start
     losses = {k: float(v) / max(total_iters, 1) for k, v in sums.items()}
     _check_finite(losses.get("total", 0.0), epoch, total_iters - 1, ctx)
-    return {
-        "epoch": epoch,
-        "lr": lr,
-        "losses": losses,
-        "iters": total_iters,
-        "images_per_s": round(images_seen * ctx.world_size / seconds, 2),
-        "epoch_time_s": round(seconds, 2),
-        "metrics": None,
-    }
+    return EpochLog(
+        epoch=epoch,
+        lr=lr,
+        losses=losses,
+        iters=total_iters,
+        images_per_s=round(images_seen * ctx.world_size / seconds, 2),
+        epoch_time_s=round(seconds, 2),
+    )
+
+
+def _optimizer_step(s: TrainState, total: Tensor) -> None:
+    """Backward through the (scaled) loss, then a step of the network's and the centers' optimisers."""
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.center_optimizer is not None:
+        s.center_optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(total).backward()
+    s.scaler.step(s.optimizer)
+    if s.center_optimizer is not None:
+        s.scaler.unscale_(s.center_optimizer)
+        s.criterion.rescale_center_grads()
+        s.scaler.step(s.center_optimizer)
+    s.scaler.update()
 
 
 def _check_finite(value: float, epoch: int, iteration: int, ctx: DistContext) -> None:
@@ -496,8 +496,7 @@ def _check_finite(value: float, epoch: int, iteration: int, ctx: DistContext) ->
     if not finite:
         raise TrainingDiverged(
             f"epoch {epoch}: the training loss became non-finite by iteration {iteration + 1}; stopped "
-            "before writing a checkpoint, so last.pt still holds the last good epoch "
-            "(lower optim.lr or check the data)"
+            "before writing a checkpoint (lower optim.lr or check the data)"
         )
 
 
@@ -514,16 +513,9 @@ def _collective_device() -> torch.device:
 
 def load_network(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[ReIDNetwork, Recipe]:
     """The network stored in a checkpoint (eval mode) and the recipe it was trained with."""
-    from reidlib.checkpoint import checkpoint_recipe
-
     ckpt = load_checkpoint(checkpoint)
     recipe = checkpoint_recipe(ckpt)
     recipe.model.pretrained = False  # the checkpoint holds the weights
-    model = build_network(recipe, ckpt["num_classes"])
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        from reidlib.checkpoint import CheckpointError
-
-        raise CheckpointError(f"{checkpoint}: weights do not fit model {recipe.model.name!r}: {err}") from err
+    model = build_network(recipe, CheckpointInfo.of(ckpt).num_classes)
+    load_weights(model, ckpt, checkpoint)
     return model.to(device).eval(), recipe

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,28 +16,9 @@ from reidlib.imagedata import build_test_loader
 from reidlib.metrics import evaluate_rank, pairwise_distance
 from reidlib.models import ReIDNetwork
 from reidlib.reranking import re_ranking
+from reidlib.runfolder import Variant
+from reidlib.runtime import Runtime
 from reidlib.transforms import build_test_transform
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how a network runs: device, autocast dtype (None = fp32), memory format."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None = None
-    channels_last: bool = False
-
-    def place(self, module: torch.nn.Module) -> torch.nn.Module:
-        """Move a network to the device, in channels_last when the runtime uses it."""
-        module = module.to(self.device)
-        return module.to(memory_format=torch.channels_last) if self.channels_last else module
-
-    def images(self, images: Tensor) -> Tensor:
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return images.to(self.device, non_blocking=True, memory_format=fmt)
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
 
 @torch.inference_mode()
@@ -143,7 +123,7 @@ def evaluate_network(
     metric: str = "cosine",
     mode: str = "standard",
     max_rank: int = 50,
-    variants: Sequence[str] = ("plain",),
+    variants: Sequence[str] = (Variant.PLAIN,),
     ctx: DistContext | None = None,
     progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
@@ -155,13 +135,11 @@ def evaluate_network(
     """
     ctx = ctx or DistContext()
     broadcast_buffers(model, ctx)
-    unknown = set(variants) - {"plain", "flip", "rerank", "flip+rerank"}
-    if unknown:
-        raise ValueError(f"variants: unknown {sorted(unknown)}; expected plain, flip, rerank, flip+rerank")
+    variants = Variant.parse(variants, "variants")
     feats: dict[bool, tuple[Tensor, Tensor]] = {}
     out: dict[str, dict[str, Any]] = {}
     for variant in variants:
-        flip = variant.startswith("flip")
+        flip = variant.flip
         if flip not in feats:
             kw = dict(
                 height=height,
@@ -187,10 +165,10 @@ def evaluate_network(
             dataset.gallery,
             metric=metric,
             mode=mode,
-            rerank=variant.endswith("rerank"),
+            rerank=variant.rerank,
             max_rank=max_rank,
         )
-        out[variant] = summarize(result)
+        out[variant.value] = summarize(result)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Writes that are never left half-done: write to a temporary file beside the target, then rename."""
+"""Writes that are never left half-done: write to a temporary file beside the target, flush it to disk,
+then rename it over the target (and flush the folder, so that the rename survives a power cut too)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,33 @@ from pathlib import Path
 from typing import Any
 
 
+class OutputPathError(ValueError):
+    """An output path cannot be written: a folder where a file is wanted, under a file, read-only."""
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse ``path`` as an output file before any work starts: a folder, under a file, or not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder, expected a file name to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{path}: {parent} is a file, expected a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputPathError(f"{path}: cannot write into {parent} (permission denied)")
+            break
+    return path
+
+
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -19,9 +47,9 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it replaces ``path`` atomically.
-
-    On error the temporary file is removed and the target is left as it was.
+    """Yield a temporary path in the target's folder; on success it is fsynced and replaces ``path``
+    atomically. On error the temporary file is removed and the target is left as it was. (A write killed
+    outright leaves its ``.<name>.*.tmp``: :func:`reidlib.runfolder.open_run` removes those.)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +59,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
+        _fsync(tmp_path)  # the data on disk before the name points at it
         os.replace(tmp_path, path)
+        with contextlib.suppress(OSError):  # the rename itself (not every file system syncs a folder)
+            _fsync(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -362,23 +362,11 @@ def evaluate_rank(
     Rounding: the sums run in float64 in a different order from peer code, so results agree with
     torchreid's to ~1e-15 (torchreid's CMC is averaged in float32, ours in float64).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
-    max_rank = int(max_rank)
-    distmat = _as_distmat(distmat)
+    distmat, (q_pids, g_pids, q_camids, g_camids), max_rank, chunk_rows = _checked_inputs(
+        distmat, (q_pids, g_pids, q_camids, g_camids), max_rank, mode, chunk_rows
+    )
     num_q, num_g = _shape(distmat)
-    q_pids = _as_ids(q_pids, "q_pids", num_q, (num_q, num_g))
-    g_pids = _as_ids(g_pids, "g_pids", num_g, (num_q, num_g))
-    q_camids = _as_ids(q_camids, "q_camids", num_q, (num_q, num_g))
-    g_camids = _as_ids(g_camids, "g_camids", num_g, (num_q, num_g))
     on_gpu = isinstance(distmat, torch.Tensor)
-    if chunk_rows is None:
-        budget = CHUNK_ELEMENTS if on_gpu else CPU_CHUNK_ELEMENTS
-        chunk_rows = max(1, budget // max(num_g, 1))
-    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
 
     q_pids, g_pids = _encode(q_pids, g_pids)
     q_camids, g_camids = _encode(q_camids, g_camids)
@@ -416,6 +404,13 @@ def evaluate_rank(
         sum_inp += float(st["inp"][valid].sum())
         cmc_hist += np.bincount(np.minimum(st["first_pos"][valid], max_rank + 1), minlength=max_rank + 2)
 
+    return _summary(cmc_hist, n_valid, (sum_ap_std, sum_ap_off, sum_inp), (num_q, num_g), max_rank, mode)
+
+
+def _summary(cmc_hist, n_valid: int, sums, shape, max_rank: int, mode: str) -> dict:
+    """:func:`evaluate_rank`'s result from its counts: the CMC histogram, the valid queries and the
+    sums of standard AP, official AP and INP over them."""
+    (num_q, num_g), (sum_ap_std, sum_ap_off, sum_inp) = shape, sums
     if n_valid == 0:
         raise ValueError(
             f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a match "
@@ -425,6 +420,25 @@ def evaluate_rank(
     cmc = np.cumsum(cmc_hist[1 : max_rank + 1]).astype(np.float64) / denom
     mean_ap = (sum_ap_std if mode == "standard" else sum_ap_off) / denom
     return {"cmc": cmc, "mAP": mean_ap, "mINP": sum_inp / denom, "num_valid_queries": n_valid}
+
+
+def _checked_inputs(distmat, ids, max_rank, mode: str, chunk_rows):
+    """:func:`evaluate_rank`'s arguments checked and converted: (distmat, (q_pids, g_pids, q_camids,
+    g_camids), max_rank, chunk_rows), the chunk size defaulting to the device's budget."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    distmat = _as_distmat(distmat)
+    num_q, num_g = _shape(distmat)
+    names, lengths = ("q_pids", "g_pids", "q_camids", "g_camids"), (num_q, num_g, num_q, num_g)
+    ids = tuple(_as_ids(a, n, k, (num_q, num_g)) for a, n, k in zip(ids, names, lengths, strict=True))
+    if chunk_rows is None:
+        budget = CHUNK_ELEMENTS if isinstance(distmat, torch.Tensor) else CPU_CHUNK_ELEMENTS
+        chunk_rows = max(1, budget // max(num_g, 1))
+    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    return distmat, ids, int(max_rank), chunk_rows
 
 
 _METRICS = ("euclidean", "cosine")

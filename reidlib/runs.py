@@ -10,7 +10,6 @@ the evaluation variants (flip, re-ranking) of each run, one row per (run, varian
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +18,21 @@ from typing import Any
 import pandas as pd
 
 from reidlib import paper_results
+from reidlib.runfolder import (
+    LOG,
+    PARAMS,
+    RunReadError,
+    Variant,
+    is_finished,
+    is_run,
+    read_log,
+    read_metrics,
+    read_params,
+)
+from reidlib.runfolder import METRICS as METRICS_FILE
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
-VARIANTS = ("plain", "flip", "rerank", "flip+rerank")
+VARIANTS = tuple(v.value for v in Variant)
 # recipe model.name -> the network's short name (the folder names under results/market1501_cpu/)
 NETWORK_NAMES = {"baseline": "bot", "sen": "sen", "deep_miner": "deep_miner", "bdb": "bdb"}
 NETWORK_LABELS = {"bot": "BoT", "sen": "SEN", "deep_miner": "Deep Miner", "bdb": "BDB"}
@@ -62,54 +73,7 @@ RUN_COLUMNS = [
 ]
 
 
-class RunReadError(ValueError):
-    """A run folder is incomplete or one of its files is not what the engine writes."""
-
-
 # ----------------------------------------------------------------------------- one folder
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RunReadError(f"{path.parent}: incomplete run folder, {path.name} is missing")
-    try:
-        value = json.loads(path.read_text())
-    except ValueError as err:
-        raise RunReadError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise RunReadError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``log.jsonl`` (one JSON object per epoch); [] when the file does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise RunReadError(f"{path}, line {number}: not valid JSON ({err})") from err
-        if not isinstance(row, dict) or "epoch" not in row:
-            raise RunReadError(f"{path}, line {number}: expected an object with an 'epoch' key")
-        rows.append(row)
-    return rows
-
-
-def _check_params(params: dict[str, Any], path: Path) -> None:
-    recipe = params.get("recipe")
-    if not isinstance(recipe, dict) or not all(k in recipe for k in ("name", "data", "model", "optim")):
-        raise RunReadError(f"{path}: no 'recipe' with name, data, model and optim (not written by reidlib?)")
-
-
-def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
-    missing = [k for k in ("rank1", "mAP") if not isinstance(metrics.get(k), (int, float))]
-    if missing:
-        raise RunReadError(f"{path}: expected numbers under {missing} (rank1/mAP in %)")
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
@@ -118,31 +82,28 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise RunReadError(f"{folder}: no such run folder")
-    params = _read_json(folder / "params.json")
-    _check_params(params, folder / "params.json")
-    if not (folder / "metrics.json").is_file():
-        done = read_log(folder / "log.jsonl")
+    params = read_params(folder)
+    if not is_finished(folder):
+        done = read_log(folder / LOG)
         planned = params["recipe"]["optim"].get("epochs", "?")
         raise RunReadError(
-            f"{folder}: incomplete run folder, metrics.json is missing "
+            f"{folder}: incomplete run folder, {METRICS_FILE} is missing "
             f"({len(done)} of {planned} epochs logged: still training, or stopped early)"
         )
-    metrics = _read_json(folder / "metrics.json")
-    _check_metrics(metrics, folder / "metrics.json")
-    return {"folder": folder, "params": params, "metrics": metrics, "log": read_log(folder / "log.jsonl")}
+    metrics = read_metrics(folder)
+    return {"folder": folder, "params": params, "metrics": metrics, "log": read_log(folder / LOG)}
 
 
 def run_status(folder: str | Path) -> str:
     """``"finished"``, ``"running: epoch e/E"`` (params.json but no metrics.json yet) or
     ``"not a run folder"``."""
     folder = Path(folder)
-    if not (folder / "params.json").is_file():
+    if not is_run(folder):
         return "not a run folder"
-    if (folder / "metrics.json").is_file():
+    if is_finished(folder):
         return "finished"
-    params = _read_json(folder / "params.json")
-    _check_params(params, folder / "params.json")
-    log = read_log(folder / "log.jsonl")
+    params = read_params(folder)
+    log = read_log(folder / LOG)
     done = max((r["epoch"] for r in log), default=0)
     return f"running: epoch {done}/{params['recipe']['optim'].get('epochs', '?')}"
 
@@ -197,7 +158,7 @@ def _flatten(run: dict[str, Any] | None, params: dict[str, Any], folder: Path, s
         "folder": str(folder),
     }
     if run is None:
-        log = read_log(folder / "log.jsonl")
+        log = read_log(folder / LOG)
         row["epochs"] = max((r["epoch"] for r in log), default=0)
         row["train_time_s"] = round(sum(r.get("epoch_time_s", 0.0) for r in log), 1)
         return row
@@ -229,10 +190,10 @@ def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
         sources = [Path(s) for s in source]
     found: list[Path] = []
     for path in sources:
-        if (path / "params.json").is_file():
+        if is_run(path):
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.rglob("params.json")))
+            found.extend(sorted(p.parent for p in path.rglob(PARAMS)))
     unique = list(dict.fromkeys(p.resolve() for p in found))
     return unique
 
@@ -250,13 +211,11 @@ def runs_table(source: str | Path | Iterable[str | Path], *, unfinished: str = "
         raise ValueError(f"unfinished: expected skip, include or raise, got {unfinished!r}")
     rows = []
     for folder in find_runs(source):
-        if (folder / "metrics.json").is_file() or unfinished == "raise":
+        if is_finished(folder) or unfinished == "raise":
             run = read_run(folder)
             rows.append(_flatten(run, run["params"], folder, "finished"))
         elif unfinished == "include":
-            params = _read_json(folder / "params.json")
-            _check_params(params, folder / "params.json")
-            rows.append(_flatten(None, params, folder, run_status(folder)))
+            rows.append(_flatten(None, read_params(folder), folder, run_status(folder)))
     df = pd.DataFrame(rows)
     for col in RUN_COLUMNS:
         if col not in df.columns:

@@ -8,6 +8,7 @@ import pytest
 
 from reidlib.config import Recipe, load_recipe
 from reidlib.datasets import make_synthetic
+from reidlib.losses import Criterion
 
 
 @pytest.fixture(scope="session")
@@ -18,22 +19,38 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     )
 
 
+def tiny_overrides(root: Path, *overrides: str) -> list[str]:
+    """The ``--set`` values that shrink the smoke recipe to seconds (see :func:`tiny_recipe`)."""
+    return [
+        f"data.root={root}",
+        "data.height=64",
+        "data.width=32",
+        "data.num_identities=4",
+        "data.num_instances=2",
+        "optim.epochs=2",
+        "optim.warmup_epochs=1",
+        "optim.milestones=[1]",
+        "eval.every=1",
+        "train.max_iters_per_epoch=3",
+        "train.progress=false",
+        *overrides,
+    ]
+
+
 def tiny_recipe(root: Path, *overrides: str) -> Recipe:
     """The smoke recipe shrunk to seconds: 64x32 input, P x K = 4 x 2, 3 iterations per epoch."""
-    return load_recipe(
-        "smoke",
-        [
-            f"data.root={root}",
-            "data.height=64",
-            "data.width=32",
-            "data.num_identities=4",
-            "data.num_instances=2",
-            "optim.epochs=2",
-            "optim.warmup_epochs=1",
-            "optim.milestones=[1]",
-            "eval.every=1",
-            "train.max_iters_per_epoch=3",
-            "train.progress=false",
-            *overrides,
-        ],
-    )
+    return load_recipe("smoke", tiny_overrides(root, *overrides))
+
+
+def poison_from(monkeypatch, call: int) -> None:
+    """Make the loss NaN from the ``call``-th criterion call on (3 calls per tiny epoch)."""
+    original, calls = Criterion.forward, []
+
+    def poisoned(self, outputs, pids):
+        total, logs = original(self, outputs, pids)
+        calls.append(1)
+        if len(calls) < call:
+            return total, logs
+        return total * float("nan"), logs | {"total": logs["total"] * float("nan")}
+
+    monkeypatch.setattr(Criterion, "forward", poisoned)

@@ -14,7 +14,8 @@ import pytest
 from reidlib.config import load_recipe
 from reidlib.datasets import load_dataset
 from reidlib.engine import load_network, prepare_dataset
-from reidlib.evaluation import Runtime, evaluate_network
+from reidlib.evaluation import evaluate_network
+from reidlib.runtime import Runtime
 
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 

@@ -16,10 +16,10 @@ import torch
 from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.config import ConfigError
 from reidlib.datasets import DatasetError
-from reidlib.engine import RunFolderError, TrainingDiverged, load_network, snapshot_path, train
-from reidlib.losses import Criterion
+from reidlib.engine import TrainingDiverged, load_network, train
+from reidlib.runfolder import RunFolderError, snapshot_path
 
-from conftest import tiny_recipe
+from conftest import poison_from, tiny_recipe
 
 
 def test_tiny_run_writes_a_self_describing_folder(tiny_synthetic, tmp_path):
@@ -119,18 +119,11 @@ def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(tiny_synthetic,
 
 def test_nan_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
-    good = (out / "last.pt").read_bytes()
-    original = Criterion.forward
-
-    def poisoned(self, outputs, pids):
-        total, logs = original(self, outputs, pids)
-        return total * float("nan"), logs | {"total": logs["total"] * float("nan")}
-
-    monkeypatch.setattr(Criterion, "forward", poisoned)
-    with pytest.raises(TrainingDiverged, match="epoch 2"):
-        train(tiny_recipe(tiny_synthetic, "optim.epochs=3"), out, resume=True)
-    assert (out / "last.pt").read_bytes() == good
+    poison_from(monkeypatch, 4)  # epoch 1 is good, epoch 2 diverges
+    with pytest.raises(TrainingDiverged, match=r"epoch 2.*last.pt holds epoch 1: continue with --resume"):
+        train(tiny_recipe(tiny_synthetic, "optim.epochs=3"), out)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    assert not (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
 
 
 def test_checkpoint_can_be_dropped_once_the_run_is_complete(tiny_synthetic, tmp_path):
@@ -158,27 +151,31 @@ def test_run_folder_misuse(tiny_synthetic, tmp_path):
     with pytest.raises(RunFolderError, match="nothing to resume"):
         train(tiny_recipe(tiny_synthetic), out, resume=True)
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
-    with pytest.raises(RunFolderError, match="--resume"):
+    with pytest.raises(RunFolderError, match="finished run.*--resume to read it back.*--overwrite"):
         train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
 
 
 def test_checkpoint_of_another_model_or_class_count_is_refused(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
+    (out / "metrics.json").unlink()  # as if stopped before its evaluation: last.pt is a resume point
     other = tiny_recipe(
         tiny_synthetic,
-        "optim.epochs=2",
+        "optim.epochs=1",
         "model.name=sen",
         "model.options={use_bs: false, use_ms: false}",
         "loss.terms=[{branch: global, kind: ce}]",
     )
+    with pytest.raises(RunFolderError, match="model.name: 'baseline' -> 'sen'"):
+        train(other, out, resume=True)  # params.json names the change
+    (out / "params.json").unlink()  # without it, the checkpoint's own recipe is checked
     with pytest.raises(CheckpointError, match="model.name='baseline'.*model.name='sen'"):
         train(other, out, resume=True)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     ckpt["num_classes"] = 99
     torch.save(ckpt, out / "last.pt")
     with pytest.raises(CheckpointError, match="99 classes.*8"):
-        train(tiny_recipe(tiny_synthetic, "optim.epochs=2"), out, resume=True)
+        train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out, resume=True)
 
 
 def test_corrupt_and_foreign_checkpoints(tmp_path):

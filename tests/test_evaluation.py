@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from reidlib.datasets import load_dataset
-from reidlib.evaluation import Runtime, evaluate_branches, extract_features, rank_features, summarize
+from reidlib.evaluation import evaluate_branches, extract_features, rank_features, summarize
 from reidlib.models import build_model
+from reidlib.runtime import Runtime
 from reidlib.viz.masks import load_image_batch
 
 H, W = 64, 32

@@ -1,7 +1,7 @@
 """Training curves and final numbers of one run folder; the CMC curve of SEN Figs. 6-8.
 
 Parsing and plotting are kept apart. :func:`read_training_log` turns a run's ``log.jsonl`` (one JSON
-line per epoch, read by :func:`reidlib.runs.read_log`) into three tables, and :func:`metrics_table`
+line per epoch, read by :func:`reidlib.runfolder.read_log`) into three tables, and :func:`metrics_table`
 turns ``metrics.json`` into one row per evaluation variant; the ``plot_*`` functions only draw them.
 The log can be read while the run is still training (the engine rewrites it atomically each epoch),
 so re-running a plot cell shows the curves so far.
@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from reidlib.reporting import FIGURE_DPI
-from reidlib.runs import METRICS, read_log
+from reidlib.runfolder import LOG, Variant, read_log
+from reidlib.runs import METRICS
 
 # Okabe-Ito, safe for the common colour-vision deficiencies
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -128,7 +129,7 @@ def read_training_log(run: str | Path) -> TrainingLog:
     """:func:`training_log` of ``run/log.jsonl`` (``run`` may also be the log file itself)."""
     path = Path(run)
     if path.is_dir() or path.suffix != ".jsonl":
-        path = path / "log.jsonl"
+        path = path / LOG
     if not path.is_file():
         raise TrainingLogError(f"{path}: no training log (is {path.parent} a run folder of reidlib.engine?)")
     try:
@@ -142,8 +143,7 @@ def main_variant(metrics: Mapping[str, Any]) -> str:
     """Name of the variant reported at the top level of ``metrics.json``: plain, flip, rerank or
     flip+rerank (from ``protocol.flip`` / ``protocol.rerank``, as the engine names it)."""
     protocol = metrics.get("protocol") or {}
-    on = [v for v in ("flip", "rerank") if protocol.get(v)]
-    return "+".join(on) or "plain"
+    return Variant.of(flip=protocol.get("flip"), rerank=protocol.get("rerank")).value
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:

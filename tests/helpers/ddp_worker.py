@@ -21,17 +21,13 @@ original_epoch = engine._train_epoch
 records = []
 
 
-def recording_epoch(
-    step, criterion, optimizer, center_optimizer, scaler, loader, runtime, recipe, epoch, lr, ctx
-):
-    batches = [list(map(int, b)) for b in loader.batch_sampler]
-    row = original_epoch(
-        step, criterion, optimizer, center_optimizer, scaler, loader, runtime, recipe, epoch, lr, ctx
-    )
-    model = step.module.model
+def recording_epoch(tr, epoch, lr):
+    batches = [list(map(int, b)) for b in tr.loader.batch_sampler]
+    row = original_epoch(tr, epoch, lr)
+    model, criterion = tr.state.model, tr.state.criterion
     # the network and the centers: DDP must keep both identical (the centers live in the criterion)
     checksum = [float(p.detach().double().sum()) for p in [*model.parameters(), *criterion.parameters()]]
-    records.append({"epoch": epoch, "batches": batches[: row["iters"]], "checksum": checksum})
+    records.append({"epoch": epoch, "batches": batches[: row.iters], "checksum": checksum})
     return row
 
 
