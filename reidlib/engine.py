@@ -51,6 +51,7 @@ from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
 from reidlib.paths import results_root
 from reidlib.provenance import device_description, environment
+from reidlib.reranking import check_rerank_memory
 from reidlib.schedule import lr_at
 from reidlib.transforms import build_train_transform
 
@@ -215,6 +216,8 @@ def _train(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
     dataset = prepare_dataset(recipe, data_root)
+    if any(v.endswith("rerank") for v in _eval_variants(recipe)):  # refuse now, not after training
+        check_rerank_memory(len(dataset.query), len(dataset.gallery))
     num_classes = dataset.num_train_pids
     seed_everything(t.seed)  # same initial weights on every rank
     model = runtime.place(build_network(recipe, num_classes))
