@@ -42,6 +42,7 @@ from reidlib.checkpoint import (
 )
 from reidlib.config import Recipe
 from reidlib.datasets import ReidDataset, load_dataset
+from reidlib.device_augment import build_device_train_loader
 from reidlib.distributed import DistContext, barrier, init_distributed, shutdown
 from reidlib.evaluation import Runtime, evaluate_network
 from reidlib.fileio import atomic_write_json, atomic_write_text
@@ -237,6 +238,10 @@ def _train(
         world_size=ctx.world_size,
         cache=d.cache_images,
     )
+    if d.device_augment:  # the train split decoded once, batches augmented on the device
+        loader = build_device_train_loader(
+            dataset.train, d, seed=t.seed, device=runtime.device, rank=ctx.rank, world_size=ctx.world_size
+        )
 
     start_epoch, log_rows, params = 1, [], None
     if resume:
