@@ -398,32 +398,43 @@ def pairwise_distance(
     if qf.device != gf.device:
         raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
     dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
-    qf, gf = qf.to(dtype), gf.to(dtype)
-    num_q, num_g = qf.shape[0], gf.shape[0]
-    out = torch.empty((num_q, num_g), dtype=torch.float32, device=qf.device)  # (num_q, num_g)
-    block = max(1, chunk_elements // ROW_BLOCK)
-    if metric == "cosine":
-        gf = torch.nn.functional.normalize(gf, dim=1)
-    else:
-        g_sq_all = (gf * gf).sum(dim=1)[None, :]  # (1, num_g)
-    for r in range(0, num_q, ROW_BLOCK):
-        q = qf[r : r + ROW_BLOCK]  # (n, d), n <= ROW_BLOCK
-        n = q.shape[0]
-        if n < ROW_BLOCK:
-            q = torch.cat([q, q.new_zeros(ROW_BLOCK - n, q.shape[1])])  # (ROW_BLOCK, d)
+    return _Gallery(gf.to(dtype), metric, chunk_elements).distances(qf.to(dtype))
+
+
+class _Gallery:
+    """The gallery side of :func:`pairwise_distance`, prepared once (normalised rows for cosine,
+    squared norms for Euclidean), and the distances of query rows to it in fixed ROW_BLOCK blocks."""
+
+    def __init__(self, gf: torch.Tensor, metric: str, chunk_elements: int = CHUNK_ELEMENTS) -> None:
+        self.metric, self.block = metric, max(1, chunk_elements // ROW_BLOCK)
         if metric == "cosine":
-            q = torch.nn.functional.normalize(q, dim=1)
+            self.gf, self.g_sq = torch.nn.functional.normalize(gf, dim=1), None
         else:
-            q_sq = (q * q).sum(dim=1, keepdim=True)  # (ROW_BLOCK, 1)
-        for s in range(0, num_g, block):
-            g = gf[s : s + block]  # (b, d)
-            if metric == "cosine":
-                d = (1.0 - q @ g.T).clamp_(0.0, 2.0)  # (ROW_BLOCK, b)
+            self.gf, self.g_sq = gf, (gf * gf).sum(dim=1)[None, :]  # (1, num_g)
+
+    def distances(self, qf: torch.Tensor) -> torch.Tensor:
+        """(num_q, num_g) float32 distances of the query rows ``qf`` (same dtype and device)."""
+        num_q, num_g = qf.shape[0], self.gf.shape[0]
+        out = torch.empty((num_q, num_g), dtype=torch.float32, device=qf.device)  # (num_q, num_g)
+        block = self.block
+        for r in range(0, num_q, ROW_BLOCK):
+            q = qf[r : r + ROW_BLOCK]  # (n, d), n <= ROW_BLOCK
+            n = q.shape[0]
+            if n < ROW_BLOCK:
+                q = torch.cat([q, q.new_zeros(ROW_BLOCK - n, q.shape[1])])  # (ROW_BLOCK, d)
+            if self.metric == "cosine":
+                q = torch.nn.functional.normalize(q, dim=1)
             else:
-                d = torch.addmm(q_sq + g_sq_all[:, s : s + block], q, g.T, beta=1.0, alpha=-2.0)
-                d = d.clamp_(min=0.0).sqrt_()  # (ROW_BLOCK, b)
-            out[r : r + n, s : s + block] = d[:n]
-    return out
+                q_sq = (q * q).sum(dim=1, keepdim=True)  # (ROW_BLOCK, 1)
+            for s in range(0, num_g, block):
+                g = self.gf[s : s + block]  # (b, d)
+                if self.metric == "cosine":
+                    d = (1.0 - q @ g.T).clamp_(0.0, 2.0)  # (ROW_BLOCK, b)
+                else:
+                    d = torch.addmm(q_sq + self.g_sq[:, s : s + block], q, g.T, beta=1.0, alpha=-2.0)
+                    d = d.clamp_(min=0.0).sqrt_()  # (ROW_BLOCK, b)
+                out[r : r + n, s : s + block] = d[:n]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,11 +459,12 @@ def evaluate_features(
 ) -> dict:
     """``evaluate_rank(pairwise_distance(qf, gf, metric), ...)`` without the (num_q, num_g) matrix.
 
-    The distances of ``chunk_rows`` queries at a time (default ``DISTANCE_CHUNK_ELEMENTS // num_g``)
-    are computed on the device the features are on (a CUDA chunk is also ranked there) and reduced to
-    per-query statistics before the next chunk, so memory beyond the features is one (chunk_rows,
-    num_g) chunk plus the sort buffers. Arguments and result as :func:`evaluate_rank`; ``metric`` as
-    :func:`pairwise_distance`.
+    The distances of ``chunk_rows`` queries at a time (default: about ``DISTANCE_CHUNK_ELEMENTS //
+    num_g``, rounded down to whole ``ROW_BLOCK`` blocks) are computed on the device the features are
+    on (a CUDA chunk is also ranked there) and reduced to per-query statistics before the next chunk,
+    so memory beyond the features is the prepared gallery (a normalised copy for cosine), one
+    (chunk_rows, num_g) chunk and the sort buffers. Arguments and result as :func:`evaluate_rank`;
+    ``metric`` as :func:`pairwise_distance`.
 
     The result is exactly that of evaluate_rank on the full matrix: pairwise_distance gives a query's
     row the same bits in a chunk as in the whole matrix (its fixed ``ROW_BLOCK``), and the ranking and
@@ -477,8 +489,8 @@ def evaluate_features(
     g_pids = _as_ids(g_pids, "g_pids", num_g, shape)
     q_camids = _as_ids(q_camids, "q_camids", num_q, shape)
     g_camids = _as_ids(g_camids, "g_camids", num_g, shape)
-    if chunk_rows is None:
-        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1))
+    if chunk_rows is None:  # a whole number of pairwise_distance's row blocks
+        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1) // ROW_BLOCK) * ROW_BLOCK
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
 
@@ -495,10 +507,12 @@ def evaluate_features(
         chunk_matches, rank_rows = _chunk_matches_numpy, max(1, CPU_CHUNK_ELEMENTS // max(num_g, 1))
         buf = np.empty((min(rank_rows, num_q), num_g), dtype=np.uint64)  # sort keys, reused
 
+    dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
+    qf, gallery = qf.to(dtype), _Gallery(gf.to(dtype), metric)  # the gallery side prepared once
     acc = _Accumulator(max_rank)
     for s in range(0, num_q, chunk_rows):
         e = min(s + chunk_rows, num_q)
-        dist = pairwise_distance(qf[s:e], gf, metric)  # (R, num_g) float32, on the features' device
+        dist = gallery.distances(qf[s:e])  # (R, num_g) float32, as pairwise_distance's rows
         if not on_gpu:
             dist = dist.numpy()
         nan = int(torch.isnan(dist).sum().item()) if on_gpu else int(np.count_nonzero(np.isnan(dist)))

@@ -100,22 +100,28 @@ def test_never_builds_the_full_matrix(monkeypatch):
     feats, ids = feature_problem(5, num_q=50, num_g=70)
     want = full_matrix(feats, ids, "cosine")
     shapes = []
-    original = metrics.pairwise_distance
+    original = metrics._Gallery.distances  # what pairwise_distance computes, row by row
 
-    def recording(qf, gf, metric="euclidean", **kw):
-        shapes.append((qf.shape[0], gf.shape[0]))
-        return original(qf, gf, metric, **kw)
+    def recording(self, qf):
+        out = original(self, qf)
+        shapes.append(tuple(out.shape))
+        return out
 
     def forbidden(*args, **kwargs):
-        raise AssertionError("evaluate_features must not rank a full distance matrix")
+        raise AssertionError("evaluate_features must not build or rank a full distance matrix")
 
-    monkeypatch.setattr(metrics, "pairwise_distance", recording)
+    monkeypatch.setattr(metrics._Gallery, "distances", recording)
+    monkeypatch.setattr(metrics, "pairwise_distance", forbidden)
     monkeypatch.setattr(metrics, "evaluate_rank", forbidden)
     assert_identical(evaluate_features(*feats, *ids, chunk_rows=8), want)
     assert shapes == [(8, 70)] * 6 + [(2, 70)]
     shapes.clear()
-    monkeypatch.setattr(metrics, "DISTANCE_CHUNK_ELEMENTS", 70 * 12)  # default: budget // num_g rows
-    assert_identical(evaluate_features(*feats, *ids), want)
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 4)  # default: whole row blocks within budget // num_g
+    monkeypatch.setattr(metrics, "DISTANCE_CHUNK_ELEMENTS", 70 * 14)
+    got = evaluate_features(*feats, *ids)
+    monkeypatch.undo()
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 4)
+    assert_identical(got, full_matrix(feats, ids, "cosine"))  # the full matrix in the same row blocks
     assert shapes == [(12, 70)] * 4 + [(2, 70)]
 
 
