@@ -176,12 +176,12 @@ class DeviceAugmentLoader:
         return len(self.batch_sampler)
 
     def _gather(self, idx: Tensor) -> Tensor:
-        if self.images.device == self.device:
-            return self.images.index_select(0, idx.to(self.device))
+        if self.images.is_cuda:  # the split lives on the GPU
+            return self.images.index_select(0, idx.to(self.images.device))
         batch = self.images.index_select(0, idx)  # (B, 3, H, W) on the CPU
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # pinned staging: the copy overlaps the GPU's work
             return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch.to(self.device)
+        return batch
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         _, _, height, width = self.images.shape
