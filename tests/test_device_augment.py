@@ -178,3 +178,15 @@ def test_resume_with_device_augment_ends_like_the_uninterrupted_run(tiny_synthet
     assert not all(torch.equal(wa[k], wp[k]) for k in wa)  # the option changed the input pipeline
     log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and pil["protocol"] == whole["protocol"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_loader_keeps_the_split_on_the_gpu_and_draws_the_cpu_batches(tiny_synthetic):
+    ds = load_dataset("synthetic", tiny_synthetic)
+    data = DataConfig(height=32, width=16, num_identities=4, num_instances=2, workers=0)
+    gpu = build_device_train_loader(ds.train, data, seed=1, device=torch.device("cuda"))
+    cpu = build_device_train_loader(ds.train, data, seed=1, device=torch.device("cpu"))
+    assert gpu.images.is_cuda and torch.equal(gpu.images.cpu(), cpu.images)
+    for (xg, pg, _, ig), (xc, pc, _, ic) in zip(gpu, cpu, strict=True):
+        assert xg.is_cuda and torch.equal(ig, ic) and torch.equal(pg, pc)
+        torch.testing.assert_close(xg.cpu(), xc, rtol=0, atol=1e-6)
