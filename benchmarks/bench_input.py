@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.data_root or make_synthetic(Path(tmp) / "synthetic", num_train_ids=60, num_test_ids=4)
+        root = args.data_root or make_synthetic(Path(tmp) / "synthetic", num_train_ids=150, num_test_ids=4)
         train = load_dataset(args.dataset, root).train
         data = DataConfig(height=args.height, width=args.width, workers=args.workers)
         batches_needed = args.warmup + args.batches
