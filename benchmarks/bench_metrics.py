@@ -85,7 +85,7 @@ def naive_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, pyt
 
 
 def feature_problem(num_q: int, num_g: int, num_ids: int, num_cams: int, dim: int, seed: int):
-    """Random L2-normalised-ish features: identity centre + noise (pid 0 distractors: noise only)."""
+    """Random features: identity centre + noise, scaled for a Market-like mAP (pid 0: noise only)."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     num_distractors = int(round(num_g * 2798 / 15913))
@@ -101,7 +101,7 @@ def feature_problem(num_q: int, num_g: int, num_ids: int, num_cams: int, dim: in
         out = torch.empty(len(pids), dim)  # (n, dim), filled in blocks: building stays memory-bounded
         for s in range(0, len(pids), 8192):
             idx = torch.from_numpy(pids[s : s + 8192])
-            out[s : s + 8192] = centers[idx] + 1.5 * torch.randn(len(idx), dim, generator=gen)
+            out[s : s + 8192] = centers[idx] + 3.5 * torch.randn(len(idx), dim, generator=gen)
         return out
 
     ids = (q_pids, g_pids, rng.integers(0, num_cams, num_q), rng.integers(0, num_cams, num_g))
