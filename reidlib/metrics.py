@@ -515,19 +515,26 @@ def evaluate_features(
         dist = gallery.distances(qf[s:e])  # (R, num_g) float32, as pairwise_distance's rows
         if not on_gpu:
             dist = dist.numpy()
-        nan = int(torch.isnan(dist).sum().item()) if on_gpu else int(np.count_nonzero(np.isnan(dist)))
-        if nan:
-            raise ValueError(
-                f"the distances of queries {s}..{e - 1} contain {nan} NaN value(s): qf and gf must be finite"
-            )
+        if on_gpu and bool(torch.isnan(dist).any()):
+            _raise_on_nan_features(dist, s)
         for r in range(0, e - s, rank_rows):  # rank in cache-sized pieces (CPU) / sort-sized (GPU)
             t = min(r + rank_rows, e - s)
+            if not on_gpu and np.isnan(dist[r:t]).any():  # checked while the piece is in cache
+                _raise_on_nan_features(dist, s)
             rows, cols, junk = chunk_matches(
                 dist[r:t], q_pids[s + r : s + t], q_camids[s + r : s + t], g_pids, g_camids, buf
             )
             acc.add(rows, cols, junk, t - r, last=e == num_q and t == e - s)
         del dist
     return acc.result(num_q, num_g, mode)
+
+
+def _raise_on_nan_features(dist, start: int) -> None:
+    nan = int(torch.isnan(dist).sum().item()) if isinstance(dist, torch.Tensor) else int(np.isnan(dist).sum())
+    raise ValueError(
+        f"the distances of queries {start}..{start + len(dist) - 1} contain {nan} NaN value(s): qf and gf "
+        "must be finite"
+    )
 
 
 class _Accumulator:
