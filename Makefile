@@ -56,6 +56,7 @@ bench: install
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_input.py
 
 # Full-scale paper recipes on a GPU box: make reproduce DATASET=market1501 DATA_ROOT=/data/market1501
 # 03 trains (or resumes, or reads back) the paper recipe into results/$(DATASET)/ first; 02 then draws

@@ -8,6 +8,12 @@ a full 120-epoch Market-1501 BoT run (13,568 sampled images per epoch: 212 batch
 
     python benchmarks/bench_train.py                      # CPU: ResNet-18, 128x64, batch 32
     python benchmarks/bench_train.py --device cuda         # GPU: ResNet-50, 256x128, batch 64
+
+Then the cost of reidlib's loop itself: a plain PyTorch loop written out below (torchvision ResNet-18
+with last stride 1, BNNeck, CE with label smoothing 0.1 + batch-hard triplet 0.3, Adam) against the
+engine's own epoch loop (``reidlib.engine._train_epoch``: TrainStep, the BoT network with the same
+two loss terms, loss logging, NaN checks) on the same batches, fp32 and the same memory format, the
+two alternating ``--plain-rounds`` times, best round each. Target: engine >= 0.95x the plain loop.
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ import argparse
 import time
 
 import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
 
+from reidlib import engine
+from reidlib.checkpoint import TrainState
 from reidlib.config import load_recipe
-from reidlib.engine import TrainStep, build_criterion, build_network
+from reidlib.distributed import DistContext
+from reidlib.engine import TrainStep, build_criterion, build_network, build_optimizer
 from reidlib.runtime import Runtime
 
 NETWORKS = {
@@ -62,6 +74,100 @@ def images_per_second(network: str, runtime: Runtime, args: argparse.Namespace, 
     return args.iters * images.shape[0] / (time.perf_counter() - start)
 
 
+class PlainNet(nn.Module):
+    """torchvision ResNet-18, last stride 1, global average pooling, BNNeck: written plainly."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        resnet = torchvision.models.resnet18(weights=None)
+        resnet.layer4[0].conv1.stride = (1, 1)
+        resnet.layer4[0].downsample[0].stride = (1, 1)
+        self.body = nn.Sequential(*list(resnet.children())[:-2])  # no pooling, no fc
+        self.bn = nn.BatchNorm1d(512)
+        self.bn.bias.requires_grad_(False)
+        self.fc = nn.Linear(512, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.body(x).mean(dim=(2, 3))  # (B, 512)
+        return feat, self.fc(self.bn(feat))
+
+
+def plain_triplet(feat: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    dist = torch.cdist(feat, feat)  # (B, B)
+    same = pids[:, None] == pids[None, :]
+    hardest_pos = (dist * same).amax(dim=1)
+    hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)
+    return F.relu(hardest_pos - hardest_neg + margin).mean()
+
+
+def plain_loop(model: nn.Module, optimizer: torch.optim.Optimizer, batches, runtime: Runtime) -> None:
+    model.train()
+    for images, pids, _camids, _idx in batches:
+        images, pids = runtime.images(images), pids.to(runtime.device)
+        feat, logits = model(images)
+        loss = F.cross_entropy(logits, pids, label_smoothing=0.1) + plain_triplet(feat, pids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def engine_vs_plain(runtime: Runtime, args: argparse.Namespace) -> tuple[float, float]:
+    """(plain loop images/s, reidlib engine images/s) on the same batches, best of the rounds."""
+    num_classes, p, k = 751, args.batch // 4, 4
+    recipe = load_recipe(
+        "bot_market1501",
+        [
+            "model.backbone=resnet18",
+            "model.pretrained=false",
+            "loss.terms=[{branch: global, kind: ce}, {branch: global, kind: triplet}]",
+            "train.progress=false",
+        ],
+    )
+    torch.manual_seed(0)
+    batches = [
+        (
+            torch.randn(p * k, 3, args.height, args.width),
+            torch.randint(0, num_classes, (p,)).repeat_interleave(k),
+            torch.zeros(p * k, dtype=torch.int64),
+            torch.arange(p * k),
+        )
+        for _ in range(args.iters)
+    ]
+    model = runtime.place(build_network(recipe, num_classes))
+    criterion = build_criterion(recipe, model, num_classes).to(runtime.device)
+    step = TrainStep(model, criterion, runtime)
+    optimizer = build_optimizer(recipe, model.parameters())
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=False)
+    plain = runtime.place(PlainNet(num_classes))
+    plain_opt = torch.optim.Adam(
+        [q for q in plain.parameters() if q.requires_grad], lr=3.5e-4, weight_decay=5e-4
+    )
+    sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
+
+    state = TrainState(model=model, criterion=criterion, optimizer=optimizer, center_optimizer=None,
+                       scaler=scaler, sampler=None)
+    training = engine.Training(recipe=recipe, dataset=None, runtime=runtime, ctx=DistContext(), state=state,
+                               loader=batches, step=step)
+
+    def run_engine():  # the engine's own epoch loop, on a list of batches as its loader
+        engine._train_epoch(training, 1, 3.5e-4)
+
+    def run_plain():
+        plain_loop(plain, plain_opt, batches, runtime)
+
+    best = {"plain": 0.0, "engine": 0.0}
+    for fn in (run_plain, run_engine):  # warm-up
+        fn()
+    for _ in range(args.plain_rounds):
+        for name, fn in (("plain", run_plain), ("engine", run_engine)):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[name] = max(best[name], len(batches) * p * k / (time.perf_counter() - start))
+    return best["plain"], best["engine"]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -74,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="add torch.compile to the fast path")
     p.add_argument("--nchw", action="store_true", help="fp32 row in the default NCHW layout")
     p.add_argument("--networks", nargs="*", default=list(NETWORKS))
+    p.add_argument("--plain-rounds", type=int, default=3, help="rounds of the engine vs plain loop (0: skip)")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     args.backbone = args.backbone or ("resnet50" if cuda else "resnet18")
@@ -93,6 +200,13 @@ def main(argv: list[str] | None = None) -> None:
         quick = images_per_second(name, fast, args, compile_=args.compile)
         hours = 120 * MARKET_IMAGES_PER_EPOCH / quick / 3600
         print(f"{name:12s} {slow:11.1f} {quick:11.1f} {quick / slow:5.2f}x {hours:17.2f} h", flush=True)
+    if args.plain_rounds > 0:
+        plain, ours = engine_vs_plain(fp32, args)
+        print(
+            f"ResNet-18 BNNeck CE + triplet, fp32, batch {args.batch}, {args.iters} iterations per round, "
+            f"best of {args.plain_rounds}: plain PyTorch loop {plain:.1f} img/s, reidlib engine loop "
+            f"{ours:.1f} img/s -> {ours / plain:.3f}x (target >= 0.95x)"
+        )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class DataConfig:
     erasing_p: float = 0.5  # random erasing (Zhong et al.), area 0.02-0.4, aspect >= 0.3
     workers: int = 4  # DataLoader workers (0 = load in the main process)
     cache_images: bool = False  # keep decoded images in memory (small datasets, CPU runs)
+    device_augment: bool = False  # decode the train split once, augment batches on the device
     test_batch_size: int = 128
 
 

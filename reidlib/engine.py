@@ -42,6 +42,7 @@ from reidlib.checkpoint import (
 )
 from reidlib.config import Recipe
 from reidlib.datasets import ReidDataset, load_dataset
+from reidlib.device_augment import build_device_train_loader
 from reidlib.distributed import DistContext, barrier, init_distributed, shutdown
 from reidlib.errors import one_line
 from reidlib.evaluation import evaluate_network
@@ -51,6 +52,7 @@ from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
 from reidlib.paths import results_root
 from reidlib.provenance import device_description, environment
+from reidlib.reranking import check_rerank_memory
 from reidlib.runfolder import (
     EpochLog,
     FinalMetrics,
@@ -246,6 +248,10 @@ def build_training(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: 
         world_size=ctx.world_size,
         cache=d.cache_images,
     )
+    if d.device_augment:  # the train split decoded once, batches augmented on the device
+        loader = build_device_train_loader(
+            dataset.train, d, seed=t.seed, device=runtime.device, rank=ctx.rank, world_size=ctx.world_size
+        )
     state = TrainState(
         model=model,
         criterion=criterion,
@@ -305,6 +311,8 @@ def _train(
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     dataset = prepare_dataset(recipe, data_root)
+    if any(v.rerank for v in _eval_variants(recipe)):  # refuse now, not after training
+        check_rerank_memory(len(dataset.query), len(dataset.gallery))
     tr = build_training(recipe, dataset, runtime, ctx)
     start_epoch = 1
     if resume:

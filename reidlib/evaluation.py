@@ -13,9 +13,9 @@ from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks 
 from reidlib.datasets.base import ImageRecord, ReidDataset
 from reidlib.distributed import DistContext, broadcast_buffers, gather_strided
 from reidlib.imagedata import build_test_loader
-from reidlib.metrics import evaluate_rank, pairwise_distance
+from reidlib.metrics import evaluate_features, evaluate_rank, pairwise_distance
 from reidlib.models import ReIDNetwork
-from reidlib.reranking import re_ranking
+from reidlib.reranking import check_rerank_memory, re_ranking
 from reidlib.runfolder import Variant
 from reidlib.runtime import Runtime
 from reidlib.transforms import build_test_transform
@@ -78,7 +78,12 @@ def rank_features(
     rerank: bool = False,
     max_rank: int = 50,
 ) -> dict[str, Any]:
-    """Distances, optional k-reciprocal re-ranking, then ``evaluate_rank``; also returns the distmat."""
+    """Distances, optional k-reciprocal re-ranking, then ``evaluate_rank``; also returns the distmat.
+
+    Re-ranking a problem larger than the machine's free memory is refused (MemoryError) up front.
+    """
+    if rerank:
+        check_rerank_memory(len(qf), len(gf))
     distmat = pairwise_distance(qf, gf, metric)
     if rerank:
         # re_ranking follows the paper's convention: squared Euclidean (cosine distances work as given)
@@ -158,16 +163,30 @@ def evaluate_network(
         if not ctx.is_main:
             continue
         qf, gf = feats[flip]
-        result = rank_features(
-            qf,
-            gf,
-            dataset.query,
-            dataset.gallery,
-            metric=metric,
-            mode=mode,
-            rerank=variant.rerank,
-            max_rank=max_rank,
-        )
+        if variant.rerank:
+            result = rank_features(
+                qf,
+                gf,
+                dataset.query,
+                dataset.gallery,
+                metric=metric,
+                mode=mode,
+                rerank=True,
+                max_rank=max_rank,
+            )
+        else:  # in query chunks, on the training device: never the full distance matrix
+            (q_pids, q_camids), (g_pids, g_camids) = _ids(dataset.query), _ids(dataset.gallery)
+            result = evaluate_features(
+                qf.to(runtime.device),
+                gf.to(runtime.device),
+                q_pids,
+                g_pids,
+                q_camids,
+                g_camids,
+                metric=metric,
+                mode=mode,
+                max_rank=max_rank,
+            )
         out[variant.value] = summarize(result)
     return out
 
@@ -196,7 +215,12 @@ def evaluate_branches(
     parts = dict(model.embedding_slices)
     if len(parts) > 1:
         parts["all"] = slice(0, model.embedding_dim)
+    (q_pids, q_camids), (g_pids, g_camids) = _ids(query), _ids(gallery)
     return {
-        name: summarize(rank_features(qf[:, s], gf[:, s], query, gallery, metric=metric, mode=mode))
+        name: summarize(
+            evaluate_features(
+                qf[:, s], gf[:, s], q_pids, g_pids, q_camids, g_camids, metric=metric, mode=mode
+            )
+        )
         for name, s in parts.items()
     }

@@ -38,6 +38,7 @@ __all__ = [
     "CHUNK_ELEMENTS",
     "CPU_CHUNK_ELEMENTS",
     "MODES",
+    "evaluate_features",
     "evaluate_rank",
     "evaluate_rank_reference",
     "pairwise_distance",
@@ -49,6 +50,8 @@ MODES = ("standard", "official")
 # cache-sized (1M elements = 8 MB: measured ~2x faster than 8M); on GPU bigger chunks are better.
 CHUNK_ELEMENTS = 8_000_000
 CPU_CHUNK_ELEMENTS = 1_000_000
+# pairwise_distance multiplies queries in blocks of exactly this many rows (see there).
+ROW_BLOCK = 256
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
@@ -467,8 +470,12 @@ def pairwise_distance(
     at ~0 (about 1e-3 x the feature norm in float32, not exactly 0). ``"cosine"``: 1 - cosine
     similarity, features L2-normalised inside (an all-zero feature is at distance 1 from everything),
     clamped to [0, 2]. Tensors stay on their device (CPU or CUDA); float64 features are computed in
-    float64 and the result cast to float32. The gallery is processed in blocks of about
-    ``chunk_elements`` output elements to bound the temporaries.
+    float64 and the result cast to float32.
+
+    Queries go through in blocks of exactly ``ROW_BLOCK`` rows (the last one zero-padded) and the
+    gallery in blocks of ``chunk_elements // ROW_BLOCK`` columns, so every matrix product has the
+    same shape: a row of the result is the same bits whichever other queries come with it
+    (:func:`evaluate_features` relies on it to equal ranking the full matrix).
     """
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
@@ -481,22 +488,179 @@ def pairwise_distance(
     if qf.device != gf.device:
         raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
     dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
-    qf, gf = qf.to(dtype), gf.to(dtype)
-    num_q, num_g = qf.shape[0], gf.shape[0]
-    out = torch.empty((num_q, num_g), dtype=torch.float32, device=qf.device)  # (num_q, num_g)
-    block = max(1, chunk_elements // max(num_q, 1))
-    if metric == "cosine":
-        qf = torch.nn.functional.normalize(qf, dim=1)
-        gf = torch.nn.functional.normalize(gf, dim=1)
-    else:
-        q_sq = (qf * qf).sum(dim=1, keepdim=True)  # (num_q, 1)
-    for s in range(0, num_g, block):
-        g = gf[s : s + block]  # (b, d)
+    return _Gallery(gf.to(dtype), metric, chunk_elements).distances(qf.to(dtype))
+
+
+class _Gallery:
+    """The gallery side of :func:`pairwise_distance`, prepared once (normalised rows for cosine,
+    squared norms for Euclidean), and the distances of query rows to it in fixed ROW_BLOCK blocks."""
+
+    def __init__(self, gf: torch.Tensor, metric: str, chunk_elements: int = CHUNK_ELEMENTS) -> None:
+        self.metric, self.block = metric, max(1, chunk_elements // ROW_BLOCK)
         if metric == "cosine":
-            d = (1.0 - qf @ g.T).clamp_(0.0, 2.0)  # (num_q, b)
+            self.gf, self.g_sq = torch.nn.functional.normalize(gf, dim=1), None
         else:
-            g_sq = (g * g).sum(dim=1)[None, :]  # (1, b)
-            d = torch.addmm(q_sq + g_sq, qf, g.T, beta=1.0, alpha=-2.0)  # (num_q, b) squared
-            d = d.clamp_(min=0.0).sqrt_()
-        out[:, s : s + block] = d
-    return out
+            self.gf, self.g_sq = gf, (gf * gf).sum(dim=1)[None, :]  # (1, num_g)
+
+    def distances(self, qf: torch.Tensor) -> torch.Tensor:
+        """(num_q, num_g) float32 distances of the query rows ``qf`` (same dtype and device)."""
+        num_q, num_g = qf.shape[0], self.gf.shape[0]
+        out = torch.empty((num_q, num_g), dtype=torch.float32, device=qf.device)  # (num_q, num_g)
+        block = self.block
+        for r in range(0, num_q, ROW_BLOCK):
+            q = qf[r : r + ROW_BLOCK]  # (n, d), n <= ROW_BLOCK
+            n = q.shape[0]
+            if n < ROW_BLOCK:
+                q = torch.cat([q, q.new_zeros(ROW_BLOCK - n, q.shape[1])])  # (ROW_BLOCK, d)
+            if self.metric == "cosine":
+                q = torch.nn.functional.normalize(q, dim=1)
+            else:
+                q_sq = (q * q).sum(dim=1, keepdim=True)  # (ROW_BLOCK, 1)
+            for s in range(0, num_g, block):
+                g = self.gf[s : s + block]  # (b, d)
+                if self.metric == "cosine":
+                    d = (1.0 - q @ g.T).clamp_(0.0, 2.0)  # (ROW_BLOCK, b)
+                else:
+                    d = torch.addmm(q_sq + self.g_sq[:, s : s + block], q, g.T, beta=1.0, alpha=-2.0)
+                    d = d.clamp_(min=0.0).sqrt_()  # (ROW_BLOCK, b)
+                out[r : r + n, s : s + block] = d[:n]
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation straight from features, in query chunks
+# --------------------------------------------------------------------------------------------------
+# Queries per distance chunk = DISTANCE_CHUNK_ELEMENTS // num_g: a (R, num_g) float32 chunk of 128 MB,
+# big enough for an efficient matrix product, small enough that MSMT17 stays far below 4 GiB.
+DISTANCE_CHUNK_ELEMENTS = 32_000_000
+
+
+def evaluate_features(
+    qf,
+    gf,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    metric: str = "cosine",
+    mode: str = "standard",
+    max_rank: int = 50,
+    chunk_rows: int | None = None,
+) -> dict:
+    """``evaluate_rank(pairwise_distance(qf, gf, metric), ...)`` without the (num_q, num_g) matrix.
+
+    The distances of ``chunk_rows`` queries at a time (default: about ``DISTANCE_CHUNK_ELEMENTS //
+    num_g``, rounded down to whole ``ROW_BLOCK`` blocks) are computed on the device the features are
+    on (a CUDA chunk is also ranked there) and reduced to per-query statistics before the next chunk,
+    so memory beyond the features is the prepared gallery (a normalised copy for cosine), one
+    (chunk_rows, num_g) chunk and the sort buffers. Arguments and result as :func:`evaluate_rank`;
+    ``metric`` as :func:`pairwise_distance`.
+
+    The result is exactly that of evaluate_rank on the full matrix: pairwise_distance gives a query's
+    row the same bits in a chunk as in the whole matrix (its fixed ``ROW_BLOCK``), and the ranking and
+    the reductions are evaluate_rank's own.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    qf, gf = _as_features(qf, "qf"), _as_features(gf, "gf")
+    if qf.shape[1] != gf.shape[1]:
+        raise ValueError(
+            f"qf and gf must have the same feature dimension, got qf {_shape(qf)} and gf {_shape(gf)}"
+        )
+    if qf.device != gf.device:
+        raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
+    num_q, num_g = qf.shape[0], gf.shape[0]
+    shape = (num_q, num_g)
+    q_pids = _as_ids(q_pids, "q_pids", num_q, shape)
+    g_pids = _as_ids(g_pids, "g_pids", num_g, shape)
+    q_camids = _as_ids(q_camids, "q_camids", num_q, shape)
+    g_camids = _as_ids(g_camids, "g_camids", num_g, shape)
+    if chunk_rows is None:  # a whole number of pairwise_distance's row blocks
+        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1) // ROW_BLOCK) * ROW_BLOCK
+    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+
+    q_pids, g_pids = _encode(q_pids, g_pids)
+    q_camids, g_camids = _encode(q_camids, g_camids)
+    on_gpu = qf.is_cuda
+    if on_gpu:
+        q_pids, g_pids, q_camids, g_camids = (
+            torch.as_tensor(a.astype(np.int64), device=qf.device)
+            for a in (q_pids, g_pids, q_camids, g_camids)
+        )
+        chunk_matches, rank_rows, buf = _chunk_matches_torch, max(1, CHUNK_ELEMENTS // max(num_g, 1)), None
+    else:
+        chunk_matches, rank_rows = _chunk_matches_numpy, max(1, CPU_CHUNK_ELEMENTS // max(num_g, 1))
+        buf = np.empty((min(rank_rows, num_q), num_g), dtype=np.uint64)  # sort keys, reused
+
+    dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
+    qf, gallery = qf.to(dtype), _Gallery(gf.to(dtype), metric)  # the gallery side prepared once
+    acc = _Accumulator(max_rank)
+    for s in range(0, num_q, chunk_rows):
+        e = min(s + chunk_rows, num_q)
+        dist = gallery.distances(qf[s:e])  # (R, num_g) float32, as pairwise_distance's rows
+        if not on_gpu:
+            dist = dist.numpy()
+        if on_gpu and bool(torch.isnan(dist).any()):
+            _raise_on_nan_features(dist, s)
+        for r in range(0, e - s, rank_rows):  # rank in cache-sized pieces (CPU) / sort-sized (GPU)
+            t = min(r + rank_rows, e - s)
+            if not on_gpu and np.isnan(dist[r:t]).any():  # checked while the piece is in cache
+                _raise_on_nan_features(dist, s)
+            rows, cols, junk = chunk_matches(
+                dist[r:t], q_pids[s + r : s + t], q_camids[s + r : s + t], g_pids, g_camids, buf
+            )
+            acc.add(rows, cols, junk, t - r, last=e == num_q and t == e - s)
+        del dist
+    return acc.result(num_q, num_g, mode)
+
+
+def _raise_on_nan_features(dist, start: int) -> None:
+    nan = int(torch.isnan(dist).sum().item()) if isinstance(dist, torch.Tensor) else int(np.isnan(dist).sum())
+    raise ValueError(
+        f"the distances of queries {start}..{start + len(dist) - 1} contain {nan} NaN value(s): qf and gf "
+        "must be finite"
+    )
+
+
+class _Accumulator:
+    """Sums of the per-query statistics of blocks of queries, reduced many blocks at a time."""
+
+    def __init__(self, max_rank: int) -> None:
+        self.max_rank = int(max_rank)
+        self.cmc_hist = np.zeros(self.max_rank + 2, dtype=np.int64)  # first match at position k
+        self.n_valid = 0
+        self.sum_ap_std = self.sum_ap_off = self.sum_inp = 0.0
+        self.pending, self.n_pending, self.rows_pending = [], 0, 0
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows: int, last: bool) -> None:
+        """The matches of the next ``num_rows`` queries (rows relative to the block's first query)."""
+        self.pending.append((rows + self.rows_pending, cols, junk))
+        self.n_pending += len(rows)
+        self.rows_pending += num_rows
+        if self.n_pending < CHUNK_ELEMENTS // 8 and not last:
+            return
+        st = _query_stats(*(np.concatenate(p) for p in zip(*self.pending, strict=True)), self.rows_pending)
+        self.pending, self.n_pending, self.rows_pending = [], 0, 0
+        valid = st["valid"]
+        self.n_valid += int(valid.sum())
+        self.sum_ap_std += float(st["ap_std"][valid].sum())
+        self.sum_ap_off += float(st["ap_off"][valid].sum())
+        self.sum_inp += float(st["inp"][valid].sum())
+        first = np.minimum(st["first_pos"][valid], self.max_rank + 1)
+        self.cmc_hist += np.bincount(first, minlength=self.max_rank + 2)
+
+    def result(self, num_q: int, num_g: int, mode: str) -> dict:
+        if self.n_valid == 0:
+            raise ValueError(
+                f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a "
+                "match needs the same pid from another camera)"
+            )
+        denom = float(self.n_valid if mode == "standard" else num_q)
+        cmc = np.cumsum(self.cmc_hist[1 : self.max_rank + 1]).astype(np.float64) / denom
+        mean_ap = (self.sum_ap_std if mode == "standard" else self.sum_ap_off) / denom
+        return {"cmc": cmc, "mAP": mean_ap, "mINP": self.sum_inp / denom, "num_valid_queries": self.n_valid}

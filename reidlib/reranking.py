@@ -30,13 +30,16 @@ gallery rows by column), so the extra memory beyond the inputs and the (num_q, n
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from reidlib.metrics import stable_sort_keys
 
-__all__ = ["re_ranking"]
+__all__ = ["check_rerank_memory", "re_ranking", "rerank_memory_bytes"]
 
 _CHUNK_ELEMENTS = 8_000_000
 
@@ -250,3 +253,34 @@ def re_ranking(
         qe = sp.csr_matrix((np.full(n * k2, 1.0 / k2), (qe_rows, ranks[:, :k2].ravel())), shape=(n, n))
         v = (qe @ v).tocsr()
     return _jaccard_final(v, joint, row_max, float(lambda_value))
+
+
+def rerank_memory_bytes(num_q: int, num_g: int) -> int:
+    """Bytes re-ranking a (num_q, num_g) problem holds at once: the float32 q_g, q_q and g_g distances
+    it reads, the re-ranked (num_q, num_g) output, and the squared copies the evaluation makes."""
+    n = num_q + num_g
+    return 4 * (3 * num_q * num_g + 2 * (num_q * num_q + num_g * num_g)) + 12 * 400 * n  # + sparse V
+
+
+def available_memory_bytes() -> int:
+    """Memory the machine can still give this process (``MemAvailable``; total RAM where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_rerank_memory(num_q: int, num_g: int, available: int | None = None) -> None:
+    """Refuse (MemoryError, saying how much it needs) a re-ranking the machine cannot hold."""
+    need = rerank_memory_bytes(num_q, num_g)
+    available = available_memory_bytes() if available is None else available
+    if need > available:
+        raise MemoryError(
+            f"re-ranking {num_q} queries x {num_g} gallery images needs about {need / 2**30:.1f} GiB "
+            f"(float32 query-gallery, query-query and gallery-gallery distances and the output) but "
+            f"{available / 2**30:.1f} GiB is available; evaluate without it (eval.rerank=false, no "
+            "rerank in eval.final_variants) or on a larger machine"
+        )

@@ -21,6 +21,8 @@ from torchvision.transforms import InterpolationMode, v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ERASING_SCALE = (0.02, 0.4)  # random erasing: fraction of the image area
+ERASING_RATIO = (0.3, 1 / 0.3)  # and aspect ratio h / w (drawn log-uniform)
 
 
 def _check_size(height: int, width: int) -> None:
@@ -56,8 +58,8 @@ def build_train_transform(
     flip_p: float = 0.5,
     pad: int = 10,
     erasing_p: float = 0.5,
-    erasing_scale: tuple[float, float] = (0.02, 0.4),
-    erasing_ratio: tuple[float, float] = (0.3, 1 / 0.3),
+    erasing_scale: tuple[float, float] = ERASING_SCALE,
+    erasing_ratio: tuple[float, float] = ERASING_RATIO,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """Training augmentation: RGB PIL image -> normalised float32 tensor (3, height, width).
 
@@ -70,14 +72,15 @@ def build_train_transform(
     the rectangle's sides to whole pixels (so its area can be a row or column off ``erasing_scale``)
     and erases nothing when 10 draws in a row do not fit inside the image.
     """
-    _check_size(height, width)
-    _check_probability("flip_p", flip_p)
-    _check_probability("erasing_p", erasing_p)
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
-    scale = _check_range("erasing_scale", erasing_scale, 0.0, 1.0)
-    ratio = _check_range("erasing_ratio", erasing_ratio, 1e-6, float("inf"))
-
+    scale, ratio = check_augmentation(
+        height,
+        width,
+        flip_p=flip_p,
+        pad=pad,
+        erasing_p=erasing_p,
+        erasing_scale=erasing_scale,
+        erasing_ratio=erasing_ratio,
+    )
     steps: list[v2.Transform] = [_resize(height, width)]
     if flip_p > 0:
         steps.append(v2.RandomHorizontalFlip(p=flip_p))
@@ -88,6 +91,34 @@ def build_train_transform(
         steps.append(v2.RandomErasing(p=erasing_p, scale=scale, ratio=ratio, value=list(IMAGENET_MEAN)))
     steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     return v2.Compose(steps)
+
+
+def check_augmentation(
+    height: int,
+    width: int,
+    *,
+    flip_p: float,
+    pad: int,
+    erasing_p: float,
+    erasing_scale: tuple[float, float] = ERASING_SCALE,
+    erasing_ratio: tuple[float, float] = ERASING_RATIO,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """ValueError naming the argument for a bad training-augmentation setting; the checked ranges."""
+    _check_size(height, width)
+    _check_probability("flip_p", flip_p)
+    _check_probability("erasing_p", erasing_p)
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+    scale = _check_range("erasing_scale", erasing_scale, 0.0, 1.0)
+    ratio = _check_range("erasing_ratio", erasing_ratio, 1e-6, float("inf"))
+    return scale, ratio
+
+
+def build_decode_transform(height: int, width: int) -> Callable[[Image.Image], torch.Tensor]:
+    """Resize (bicubic) -> uint8 tensor (3, height, width): the train pipeline's deterministic start,
+    decoded once for ``data.device_augment`` (reidlib.device_augment)."""
+    _check_size(height, width)
+    return v2.Compose([_resize(height, width), v2.ToImage()])
 
 
 def build_test_transform(height: int, width: int) -> Callable[[Image.Image], torch.Tensor]:
