@@ -56,6 +56,7 @@ class LossConfig:
     label_smoothing: float = 0.1  # epsilon of SEN eq. 6 / Deep Miner eq. 4
     triplet_margin: float | None = 0.3  # None: soft margin (Deep Miner eq. 5)
     center_lr: float = 0.5  # SGD learning rate of the centers (BoT convention)
+    ramp_epochs: int = 0  # N > 0: non-global terms weigh min(1, epoch / N) x weight (0 = papers)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class TrainConfig:
     keep_checkpoint: bool = True  # False: delete last.pt once metrics.json is written (grids, demos)
     snapshot_epochs: list[int] = field(default_factory=list)  # also keep the weights after these epochs
     progress: bool = True  # tqdm progress bars
+    log_branch_grads: bool = False  # per epoch: each branch's gradient on the shared trunk (log.jsonl)
 
 
 @dataclass
@@ -307,5 +309,9 @@ def validate(recipe: Recipe) -> None:
     bad = set(recipe.eval.final_variants) - {"plain", "flip", "rerank", "flip+rerank"}
     if bad:
         raise ConfigError(f"eval.final_variants: unknown {sorted(bad)}; use plain, flip, rerank, flip+rerank")
+    if recipe.loss.ramp_epochs < 0:
+        raise ConfigError(
+            f"loss.ramp_epochs: expected 0 (off) or a positive integer, got {recipe.loss.ramp_epochs}"
+        )
     if not recipe.loss.terms:
         raise ConfigError("loss.terms: a recipe needs at least one loss term")

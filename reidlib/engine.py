@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
+from reidlib.branch_grads import log_branch_grads
 from reidlib.checkpoint import (
     CheckpointError,
     check_compatible,
@@ -116,6 +117,7 @@ def build_criterion(
         label_smoothing=recipe.loss.label_smoothing,
         triplet_margin=recipe.loss.triplet_margin,
         check_inputs=check_inputs,
+        ramp_epochs=recipe.loss.ramp_epochs,
     )
 
 
@@ -297,6 +299,7 @@ def _train(
         seed_everything(epoch_seed(t.seed, epoch, ctx.rank))
         loader.generator.manual_seed(epoch_seed(t.seed, epoch, ctx.rank))
         loader.batch_sampler.set_epoch(epoch)
+        criterion.set_epoch(epoch)  # loss.ramp_epochs: the branches' weights of this epoch
         row = _train_epoch(
             step, criterion, optimizer, center_optimizer, scaler, loader, runtime, recipe, epoch, lr, ctx
         )
@@ -435,7 +438,7 @@ def _train_epoch(
     step.train()
     total_iters = len(loader) if t.max_iters_per_epoch is None else min(len(loader), t.max_iters_per_epoch)
     sums: dict[str, Tensor] = {}
-    images_seen, start = 0, time.perf_counter()
+    images_seen, start, grad_log = 0, time.perf_counter(), {}
     bar = tqdm(
         total=total_iters,
         desc=f"epoch {epoch}/{recipe.optim.epochs}",
@@ -447,6 +450,8 @@ def _train_epoch(
             break
         criterion.check_labels(pids)  # on the CPU batch: no GPU sync inside the loss terms
         images, pids = runtime.images(images), pids.to(runtime.device, non_blocking=True)
+        if it == 0 and t.log_branch_grads:  # one backward per branch on the first batch (branch_grads)
+            grad_log = log_branch_grads(step, criterion, images, pids, runtime)
         total, terms = step(images, pids)
         optimizer.zero_grad(set_to_none=True)
         if center_optimizer is not None:
@@ -480,6 +485,7 @@ def _train_epoch(
         "images_per_s": round(images_seen * ctx.world_size / seconds, 2),
         "epoch_time_s": round(seconds, 2),
         "metrics": None,
+        **grad_log,
     }
 
 
