@@ -52,19 +52,20 @@ class ReductionHead(nn.Module):
     The reduced feature feeds CE (through the classifier, which has a bias) and the triplet loss, and
     is the branch's part of the test embedding, so ``feat`` and ``bn_feat`` are the same tensor. The
     global branch's 1x1 convolution + BatchNorm2d on the pooled 1x1 map is this Linear + BatchNorm1d
-    (the same products, the same per-channel batch statistics). Initialised as that code does:
-    Kaiming-normal reduction (``init_mode`` fan_in for the global branch's convolution, fan_out for
-    the drop branch's Linear) and classifier (fan_out), zero biases, unit BN (the code draws the BN
-    scale from N(1, 0.02); reidlib starts it at exactly 1).
+    (the same products, the same per-channel batch statistics). The reduction has no bias: the BN
+    that follows subtracts its input's mean, so the code's bias changes nothing but would be left
+    with a zero gradient. Initialised as that code does: Kaiming-normal reduction (``init_mode``
+    fan_in for the global branch's convolution, fan_out for the drop branch's Linear) and
+    classifier (fan_out), zero classifier bias, unit BN (the code draws the BN scale from
+    N(1, 0.02); reidlib starts it at exactly 1).
     """
 
     def __init__(self, in_dim: int, out_dim: int, num_classes: int, *, init_mode: str = "fan_in"):
         super().__init__()
-        self.reduce = nn.Linear(in_dim, out_dim)
+        self.reduce = nn.Linear(in_dim, out_dim, bias=False)
         self.bn = nn.BatchNorm1d(out_dim)
         self.classifier = nn.Linear(out_dim, num_classes)
         nn.init.kaiming_normal_(self.reduce.weight, mode=init_mode)
-        nn.init.zeros_(self.reduce.bias)
         nn.init.ones_(self.bn.weight)
         nn.init.zeros_(self.bn.bias)
         nn.init.kaiming_normal_(self.classifier.weight, mode="fan_out")
