@@ -626,6 +626,7 @@ def test_unknown_model_and_option_are_named():
         ("bdb", {"detach_branches": "yes"}, "detach_branches"),
         ("sen", {"detach_branches": 1}, "detach_branches"),
         ("deep_miner", {"cham_activation": "softmax"}, "cham_activation"),
+        ("deep_miner", {"attention": "none", "cham_activation": "tanh"}, "cham_activation"),
         ("baseline", {"backbone": "resnet101"}, "backbone"),
         ("baseline", {"last_stride": 3}, "last_stride"),
     ],

@@ -22,10 +22,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from reidlib.erasing import Erase, minmax_threshold_mask
-from reidlib.models.attention import build_attention
+from reidlib.models.attention import CHAM_ACTIVATIONS, build_attention
 from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
-from reidlib.models.network import ReIDNetwork, check_flag, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
 
 ATTENTION_AFTER = (2, 3)  # blocks followed by ATT in G and in the copies (section 3.4)
@@ -78,6 +78,7 @@ class DeepMiner(ReIDNetwork):
         check_fraction("tau", tau, closed=True)
         check_flag("local", local)
         check_flag("detach_branches", detach_branches)
+        check_choice("cham_activation", cham_activation, CHAM_ACTIVATIONS)  # also without CHAM
         self.detach_branches = detach_branches
         blocks = None if isinstance(ie_blocks, (int, str)) else tuple(ie_blocks)
         if blocks is None or not all(type(i) is int and 1 <= i <= 3 for i in blocks):
