@@ -33,6 +33,7 @@ class SpatialAttention(nn.Module):
 
 
 CHAM_ACTIVATIONS = ("softmax_channels", "sigmoid")
+DEFAULT_CHAM_ACTIVATION = "sigmoid"  # chosen in ChannelAttention's docstring
 
 
 class ChannelAttention(nn.Module):
@@ -57,7 +58,7 @@ class ChannelAttention(nn.Module):
     reidlib used before the option existed (the committed CPU run; deep_miner_market1501_cpu pins it).
     """
 
-    def __init__(self, channels: int, reduction: int = 16, activation: str = "sigmoid"):
+    def __init__(self, channels: int, reduction: int = 16, activation: str = DEFAULT_CHAM_ACTIVATION):
         super().__init__()
         if activation not in CHAM_ACTIVATIONS:
             raise ValueError(f"cham_activation: expected one of {list(CHAM_ACTIVATIONS)}, got {activation!r}")
@@ -75,7 +76,7 @@ class ChannelAttention(nn.Module):
         return f"activation={self.activation}"
 
 
-def build_attention(kind: str, channels: int, cham_activation: str = "sigmoid") -> nn.Module:
+def build_attention(kind: str, channels: int, cham_activation: str = DEFAULT_CHAM_ACTIVATION) -> nn.Module:
     """ATT(Y) = CHAM(SAM(Y)) for ``"sam+cham"``; one of them alone; or the identity for ``"none"``."""
     if kind not in ATTENTION_KINDS:
         raise ValueError(f"attention: expected one of {ATTENTION_KINDS}, got {kind!r}")

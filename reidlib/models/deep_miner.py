@@ -22,7 +22,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from reidlib.erasing import Erase, minmax_threshold_mask
-from reidlib.models.attention import CHAM_ACTIVATIONS, build_attention
+from reidlib.models.attention import CHAM_ACTIVATIONS, DEFAULT_CHAM_ACTIVATION, build_attention
 from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
 from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
@@ -70,7 +70,7 @@ class DeepMiner(ReIDNetwork):
         local: bool = True,
         num_stripes: int = 4,
         attention: str = "sam+cham",
-        cham_activation: str = "sigmoid",
+        cham_activation: str = DEFAULT_CHAM_ACTIVATION,
         detach_branches: bool = False,
     ):
         super().__init__()
