@@ -30,7 +30,7 @@ the content's doing). ``--data`` may point at a Market-1501 folder (its bounding
 Reading (2026-12-01, ErO after block 3, 4-column maps; a Deep Miner trained 4 epochs on the smoke
 budget, softmax CHAM, shown 64 Market-1501 training images): the erased cells sit in ONE edge column,
 94 % of them in the right one; mirroring the input leaves them there (65 % stay, 7 % move); reflect or
-replicate padding spreads them over the map (edge column 17 % / 12 %, centre columns 21-33 %); an odd
+replicate padding spreads them over the four columns (29/33/21/17 % and 38/29/21/12 %); an odd
 width (65: every stride-2 layer sees an odd width, so both edges are padded alike) splits them between
 the two edges (31 % / 69 %, none inside). The randomly initialised network erases the centre (edge
 columns 1.5 % / 16.5 %), so the edge is learned. Hence: an artefact of zero padding, which the trained
