@@ -3,7 +3,7 @@
     python benchmarks/bench_models.py                       # paper defaults: ResNet-50, 256x128
     python benchmarks/bench_models.py --backbone resnet18 --height 128 --width 64   # CPU recipes
 
-Parameters are counted in full and without the BNNeck classifiers (which depend on the number of
+Parameters are counted in full and without the heads' classifiers (which depend on the number of
 training identities and are dropped at test time). FLOPs are what ``torch.utils.flop_counter`` counts
 for one forward of one image in eval mode (2 FLOPs per multiply-add; convolutions and matrix
 products only, BatchNorm/ReLU/pooling are not counted). Latency is the median wall time of
@@ -23,16 +23,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reidlib.models import MODELS, build_model
-from reidlib.models.heads import BNNeck
+from reidlib.models.heads import BNNeck, ReductionHead
 from reidlib.models.network import ReIDNetwork
 
 MODEL_NAMES = ("baseline", "sen", "deep_miner", "bdb")
 
 
 def count_params(model: ReIDNetwork) -> tuple[int, int]:
-    """(all parameters, parameters without the BNNeck classifiers)."""
+    """(all parameters, parameters without the heads' classifiers)."""
     total = sum(p.numel() for p in model.parameters())
-    classifiers = sum(m.classifier.weight.numel() for m in model.modules() if isinstance(m, BNNeck))
+    classifiers = sum(
+        p.numel()
+        for m in model.modules()
+        if isinstance(m, (BNNeck, ReductionHead))
+        for p in m.classifier.parameters()
+    )
     return total, total - classifiers
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 from reidlib import runfolder
 from reidlib.config import Recipe, load_recipe
 from reidlib.losses import LossTerm, deep_miner_terms, sen_terms
+from reidlib.models.attention import DEFAULT_CHAM_ACTIVATION
 from reidlib.runfolder import is_finished, read_params
 from reidlib.runs import METRICS, budget_label, read_run
 
@@ -152,7 +153,10 @@ def deep_miner_branches(ie_blocks: Sequence[int], local: bool) -> list[str]:
 def deep_miner_overrides(
     *, ie_blocks: Sequence[int], tau: float = 0.8, local: bool = False, attention: str = "none"
 ) -> list[str]:
-    """Deep Miner with the given branches; loss = eq. 2 (CE + soft-margin triplet + center) per branch."""
+    """Deep Miner with the given branches; loss = eq. 2 (CE + soft-margin triplet + center) per branch.
+
+    With CHAM, its reading is stated (the network's default, SE's sigmoid), so that a row never takes a
+    run trained before the option existed (softmax over channels) for its own."""
     options = {
         "ie_blocks": list(ie_blocks),
         "tau": tau,
@@ -160,6 +164,8 @@ def deep_miner_overrides(
         "num_stripes": 4,
         "attention": attention,
     }
+    if "cham" in attention.split("+"):
+        options["cham_activation"] = DEFAULT_CHAM_ACTIVATION
     return [
         *_options("deep_miner", options),
         terms_override(deep_miner_terms(deep_miner_branches(ie_blocks, local))),

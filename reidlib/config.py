@@ -58,6 +58,7 @@ class LossConfig:
     label_smoothing: float = 0.1  # epsilon of SEN eq. 6 / Deep Miner eq. 4
     triplet_margin: float | None = 0.3  # None: soft margin (Deep Miner eq. 5)
     center_lr: float = 0.5  # SGD learning rate of the centers (BoT convention)
+    ramp_epochs: int = 0  # N > 0: non-global terms weigh min(1, epoch / N) x weight (0 = papers)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class TrainConfig:
     snapshot_epochs: list[int] = field(default_factory=list)  # also keep the weights after these epochs
     progress: bool = True  # tqdm progress bars
     threads: int = 0  # torch CPU threads; 0: the cores this process may run on (os.sched_getaffinity)
+    log_branch_grads: bool = False  # per epoch: each branch's gradient on the shared trunk (log.jsonl)
 
 
 @dataclass
@@ -336,5 +338,9 @@ def validate(recipe: Recipe) -> None:
         Variant.parse(recipe.eval.final_variants, "eval.final_variants")
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if recipe.loss.ramp_epochs < 0:
+        raise ConfigError(
+            f"loss.ramp_epochs: expected 0 (off) or a positive integer, got {recipe.loss.ramp_epochs}"
+        )
     if not recipe.loss.terms:
         raise ConfigError("loss.terms: a recipe needs at least one loss term")

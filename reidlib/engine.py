@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
+from reidlib.branch_grads import log_branch_grads
 from reidlib.checkpoint import (
     CheckpointInfo,
     TrainState,
@@ -137,6 +138,7 @@ def build_criterion(
         label_smoothing=recipe.loss.label_smoothing,
         triplet_margin=recipe.loss.triplet_margin,
         check_inputs=check_inputs,
+        ramp_epochs=recipe.loss.ramp_epochs,
     )
 
 
@@ -360,6 +362,7 @@ def _start_epoch(tr: Training, epoch: int) -> float:
     seed_everything(seed)
     tr.loader.generator.manual_seed(seed)
     tr.loader.batch_sampler.set_epoch(epoch)
+    tr.state.criterion.set_epoch(epoch)  # loss.ramp_epochs: the branches' weights of this epoch
     return lr
 
 
@@ -442,7 +445,7 @@ def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
     if t.max_iters_per_epoch is not None:
         total_iters = min(total_iters, t.max_iters_per_epoch)
     sums: dict[str, Tensor] = {}
-    images_seen, start = 0, time.perf_counter()
+    images_seen, start, grad_log = 0, time.perf_counter(), {}
     bar = tqdm(
         total=total_iters,
         desc=f"epoch {epoch}/{tr.recipe.optim.epochs}",
@@ -454,6 +457,8 @@ def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
             break
         s.criterion.check_labels(pids)  # on the CPU batch: no GPU sync inside the loss terms
         images, pids = tr.runtime.images(images), pids.to(tr.runtime.device, non_blocking=True)
+        if it == 0 and t.log_branch_grads:  # one backward per branch on the first batch (branch_grads)
+            grad_log = log_branch_grads(tr.step, s.criterion, images, pids, tr.runtime)
         total, terms = tr.step(images, pids)
         _optimizer_step(s, total)
         for name, value in terms.items():
@@ -477,6 +482,7 @@ def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
         iters=total_iters,
         images_per_s=round(images_seen * ctx.world_size / seconds, 2),
         epoch_time_s=round(seconds, 2),
+        extra=grad_log,
     )
 
 

@@ -20,6 +20,9 @@ from reidlib.models.outputs import BranchOutput
 
 LOSS_KINDS = ("ce", "triplet", "center")
 
+# the branch every network has and no ramp touches (Criterion ramp_epochs)
+GLOBAL_BRANCH = "global"
+
 # lambda of SEN eq. 10 (lambda_2) and of Deep Miner eq. 2; BoT uses the same value.
 CENTER_LOSS_WEIGHT = 5e-4
 
@@ -269,6 +272,12 @@ class Criterion(nn.Module):
     :meth:`center_parameters`, and call :meth:`rescale_center_grads` between ``backward()`` and its
     ``step()``. ``check_inputs=False`` skips the per-term label checks (each reads the labels back
     from the GPU); then call :meth:`check_labels` on the CPU batch instead.
+
+    ``ramp_epochs`` N > 0 ramps every term of the branches other than "global" in over the first N
+    epochs: at (1-based) epoch e its weight is ``weight * ramp_factor(e, N)`` = weight * min(1, e / N),
+    the convention of the learning-rate warm-up (epoch 1 at 1/N, full weight from epoch N on). The
+    engine calls :meth:`set_epoch` before each epoch; the factor depends on the epoch alone, so a
+    resumed run weighs every epoch as the uninterrupted one. N = 0 (default) is the papers' setting.
     """
 
     def __init__(
@@ -280,6 +289,7 @@ class Criterion(nn.Module):
         label_smoothing: float = 0.1,
         triplet_margin: float | None = 0.3,
         check_inputs: bool = True,
+        ramp_epochs: int = 0,
     ) -> None:
         super().__init__()
         terms = tuple(terms)
@@ -298,7 +308,11 @@ class Criterion(nn.Module):
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         if triplet_margin is not None and not (triplet_margin >= 0 and math.isfinite(triplet_margin)):
             raise ValueError(f"triplet_margin must be a finite number >= 0 or None, got {triplet_margin}")
+        if isinstance(ramp_epochs, bool) or not isinstance(ramp_epochs, int) or ramp_epochs < 0:
+            raise ValueError(f"ramp_epochs must be an integer >= 0 (0 = no ramp), got {ramp_epochs!r}")
         self.terms = terms
+        self.ramp_epochs = ramp_epochs
+        self.branch_factor = 1.0  # ramp factor of the non-global terms this epoch (set_epoch)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.triplet_margin = triplet_margin
@@ -321,13 +335,22 @@ class Criterion(nn.Module):
         if any(t.kind == "triplet" for t in self.terms):
             _check_pk_batch(pids)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Weigh the non-global terms for (1-based) ``epoch``: factor :func:`ramp_factor`."""
+        self.branch_factor = ramp_factor(epoch, self.ramp_epochs)
+
+    def term_weight(self, term: LossTerm) -> float:
+        """The weight ``term`` trains with now: its recipe weight, times the ramp off "global"."""
+        return term.weight * (1.0 if term.branch == GLOBAL_BRANCH else self.branch_factor)
+
     def center_parameters(self) -> Iterator[nn.Parameter]:
         """The learnable centers, for their own optimiser (empty when no term is a center loss)."""
         return self.centers.parameters()
 
     @torch.no_grad()
     def rescale_center_grads(self) -> None:
-        """Multiply each branch's center gradient by 1 / weight of its center term (BoT convention).
+        """Multiply each branch's center gradient by 1 / weight of its center term (BoT convention);
+        under a ramp, by 1 / the ramped weight, so the ramp slows the features' pull, not the centers.
 
         The loss weight (0.0005) is meant to scale the centers' pull on the FEATURES only; undoing it on
         the centers' own gradient lets them move at the rate set by their optimiser (SGD lr 0.5). Call
@@ -338,38 +361,61 @@ class Criterion(nn.Module):
                 continue
             centers = self.centers[term.branch].centers
             if centers.grad is not None:
-                centers.grad.mul_(1.0 / term.weight)
+                centers.grad.mul_(1.0 / self.term_weight(term))  # the ramped weight under a ramp
 
     def forward(self, outputs: Mapping[str, BranchOutput], pids: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        missing = sorted({t.branch for t in self.terms if t.branch not in outputs})
-        if missing:
-            raise ValueError(
-                f"the loss terms name branch(es) {missing} that the model outputs do not have; "
-                f"outputs has branches {list(outputs)} (recipe and model do not match)"
-            )
         total: Tensor | None = None
         logs: dict[str, Tensor] = {}
-        for term in self.terms:
-            out = outputs[term.branch]
-            if term.kind == "ce":
-                value = cross_entropy_label_smooth(
-                    out.logits, pids, self.label_smoothing, check=self.check_inputs
-                )
-            elif term.kind == "triplet":
-                value = batch_hard_triplet(out.feat, pids, self.triplet_margin, check=self.check_inputs)
-            else:
-                value = self.centers[term.branch](out.feat, pids, check=self.check_inputs)
-            weighted = term.weight * value
+        for term, weighted in self.weighted_terms(outputs, pids):
             logs[term.name] = weighted.detach()
             total = weighted if total is None else total + weighted
         assert total is not None  # terms is non-empty
         logs["total"] = total.detach()
         return total, logs
 
+    def weighted_terms(
+        self, outputs: Mapping[str, BranchOutput], pids: Tensor
+    ) -> list[tuple[LossTerm, Tensor]]:
+        """Each term with its weighted value (a tensor in the graph), in ``terms`` order."""
+        missing = sorted({t.branch for t in self.terms if t.branch not in outputs})
+        if missing:
+            raise ValueError(
+                f"the loss terms name branch(es) {missing} that the model outputs do not have; "
+                f"outputs has branches {list(outputs)} (recipe and model do not match)"
+            )
+        out = []
+        for term in self.terms:
+            o = outputs[term.branch]
+            if term.kind == "ce":
+                value = cross_entropy_label_smooth(
+                    o.logits, pids, self.label_smoothing, check=self.check_inputs
+                )
+            elif term.kind == "triplet":
+                value = batch_hard_triplet(o.feat, pids, self.triplet_margin, check=self.check_inputs)
+            else:
+                value = self.centers[term.branch](o.feat, pids, check=self.check_inputs)
+            out.append((term, self.term_weight(term) * value))
+        return out
+
+    def branch_losses(self, outputs: Mapping[str, BranchOutput], pids: Tensor) -> dict[str, Tensor]:
+        """The weighted sum of each branch's terms (its loss group), in order of first appearance."""
+        groups: dict[str, Tensor] = {}
+        for term, weighted in self.weighted_terms(outputs, pids):
+            groups[term.branch] = groups[term.branch] + weighted if term.branch in groups else weighted
+        return groups
+
     def extra_repr(self) -> str:
         terms = ", ".join(f"{t.weight:g}*{t.name}" for t in self.terms)
         margin = "soft" if self.triplet_margin is None else f"{self.triplet_margin:g}"
-        return f"terms=[{terms}], label_smoothing={self.label_smoothing:g}, triplet_margin={margin}"
+        ramp = f", ramp_epochs={self.ramp_epochs}" if self.ramp_epochs else ""
+        return f"terms=[{terms}], label_smoothing={self.label_smoothing:g}, triplet_margin={margin}{ramp}"
+
+
+def ramp_factor(epoch: int, ramp_epochs: int) -> float:
+    """min(1, epoch / ramp_epochs) for a 1-based ``epoch``; 1 when ``ramp_epochs`` is 0 (no ramp)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ValueError(f"epoch must be an integer >= 1 (1-based), got {epoch!r}")
+    return 1.0 if ramp_epochs == 0 else min(1.0, epoch / ramp_epochs)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from reidlib.config import ConfigError, load_recipe, recipe_from_dict, recipe_names
 from reidlib.engine import build_criterion, build_network
 from reidlib.models.outputs import BranchOutput
+from reidlib.paths import repo_root
 
 PAPER_RECIPES = [
     "bot_market1501",
@@ -96,6 +99,9 @@ def test_overrides_are_typed():
         ("data.test_batch_size=0", ["data.test_batch_size"]),
         ("data.workers=-1", ["data.workers"]),
         ("data.num_instances=1", ["data.num_instances", "positive"]),
+        ("loss.ramp_epochs=-1", ["loss.ramp_epochs"]),
+        ("loss.ramp_epochs=1.5", ["loss.ramp_epochs", "integer"]),
+        ("train.log_branch_grads=maybe", ["train.log_branch_grads", "true or false"]),
     ],
 )
 def test_bad_keys_and_values_are_named(override, words):
@@ -140,3 +146,50 @@ def test_round_trip_through_dict():
 def test_branch_output_is_what_losses_consume():
     # The criterion reads BranchOutput fields by name: a guard against reordering the NamedTuple.
     assert BranchOutput._fields == ("feat", "bn_feat", "logits")
+
+
+def test_bdb_paper_recipe_is_the_papers_and_the_faithful_cpu_recipe_inherits_it():
+    for name in ("bdb_market1501", "bdb_faithful_market1501_cpu"):
+        r = load_recipe(name)
+        assert r.loss.triplet_margin is None, name  # soft margin (BDB paper and code)
+        assert r.model.options["head"] == "reduction", name
+        assert r.eval.metric == "euclidean", name  # the authors' code
+    cpu = load_recipe("bdb_faithful_market1501_cpu")
+    assert (cpu.model.backbone, cpu.data.height, cpu.optim.epochs) == ("resnet18", 128, 20)
+    assert cpu.train.log_branch_grads is True and cpu.loss.ramp_epochs == 0
+    for name in ("bdb_ramp_market1501_cpu", "deep_miner_ramp_market1501_cpu"):
+        r = load_recipe(name)
+        assert r.loss.ramp_epochs == 10 and r.train.log_branch_grads is True, name
+
+
+def _recorded(folder: str) -> dict:
+    path = repo_root() / "results" / "market1501_cpu" / folder / "params.json"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    return json.loads(path.read_text())["recipe"]
+
+
+# options added after the committed runs, pinned in their recipes to what those runs trained
+PINNED_SINCE = {"bdb": {"head": "bnneck"}, "deep_miner": {"cham_activation": "softmax_channels"}}
+
+
+@pytest.mark.parametrize("network", ["bot", "bdb", "sen", "deep_miner"])
+def test_cpu_recipes_still_train_what_the_committed_runs_recorded(network):
+    """Options added later (BDB heads, CHAM activation, the ramp, the gradient log) must leave the
+    recipe of each committed run meaning what its params.json recorded."""
+    recorded = _recorded(network)
+    now = load_recipe(f"{network}_market1501_cpu").to_dict()
+    added = {"loss": {"ramp_epochs": 0}, "train": {"log_branch_grads": False}}  # new keys, off
+    # how a run was executed (the Makefile's overrides, the data folder), not what was trained
+    execution = {"train": {"seed", "progress", "keep_checkpoint", "snapshot_epochs", "checkpoint_every"}}
+    execution["data"] = {"root"}
+    for section, values in recorded.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if key in execution.get(section, set()):
+                continue
+            expected = {**value, **PINNED_SINCE.get(network, {})} if key == "options" else value
+            assert now[section][key] == expected, f"{section}.{key}"
+        for key, value in added.get(section, {}).items():
+            assert key not in values and now[section][key] == value, f"{section}.{key}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from reidlib import engine
 from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.config import ConfigError
 from reidlib.datasets import DatasetError
@@ -237,3 +238,52 @@ def test_snapshots_keep_the_network_of_that_epoch(tiny_synthetic, tmp_path):
     assert torch.equal(model.state_dict()["global_neck.bn.weight"], one["model"]["global_neck.bn.weight"])
     with pytest.raises(ConfigError, match=r"train.snapshot_epochs: \[3\] outside the run's epochs 1..2"):
         tiny_recipe(tiny_synthetic, "train.snapshot_epochs=[3]")
+
+
+BDB_TINY = (
+    "model.name=bdb",
+    "loss.terms=[{branch: global, kind: ce}, {branch: global, kind: triplet}, "
+    "{branch: drop, kind: ce}, {branch: drop, kind: triplet}]",
+)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def test_branch_grads_are_logged_per_epoch_and_change_no_weight(tiny_synthetic, tmp_path):
+    train(tiny_recipe(tiny_synthetic, *BDB_TINY, "train.log_branch_grads=true"), tmp_path / "on")
+    train(tiny_recipe(tiny_synthetic, *BDB_TINY), tmp_path / "off")
+    on, off = _weights(tmp_path / "on"), _weights(tmp_path / "off")
+    assert all(torch.equal(on[k], off[k]) for k in off)  # RNG forked, BN statistics put back
+    rows = [json.loads(line) for line in (tmp_path / "on" / "log.jsonl").read_text().splitlines()]
+    for row in rows:
+        grads = row["branch_grads"]
+        assert list(grads) == ["global", "drop"]
+        assert grads["global"]["cosine"] == pytest.approx(1.0)
+        assert grads["global"]["norm"] > 0 and grads["drop"]["norm"] > 0
+        assert -1 <= grads["drop"]["cosine"] <= 1 and row["branch_grads_s"] > 0
+    off_row = json.loads((tmp_path / "off" / "log.jsonl").read_text().splitlines()[0])
+    assert "branch_grads" not in off_row
+
+
+def test_a_ramped_run_resumes_exactly(tiny_synthetic, tmp_path, monkeypatch):
+    ramp = (*BDB_TINY, "loss.ramp_epochs=2")
+    train(tiny_recipe(tiny_synthetic, *ramp), tmp_path / "whole")
+    original = engine.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):  # killed right after epoch 1's checkpoint
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_recipe(tiny_synthetic, *ramp), tmp_path / "split")
+    monkeypatch.setattr(engine, "save_checkpoint", original)
+    train(tiny_recipe(tiny_synthetic, *ramp), tmp_path / "split", resume=True)
+    whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+    # and the ramp did act: epoch 1 trained the drop branch at half weight
+    train(tiny_recipe(tiny_synthetic, *BDB_TINY), tmp_path / "plain")
+    plain = _weights(tmp_path / "plain")
+    assert not all(torch.equal(whole[k], plain[k]) for k in plain)

@@ -19,6 +19,7 @@ from reidlib.losses import (
     cross_entropy_label_smooth,
     deep_miner_terms,
     euclidean_distmat,
+    ramp_factor,
     sen_terms,
 )
 from reidlib.models.outputs import BranchOutput
@@ -362,6 +363,73 @@ def test_rescale_center_grads_without_grad_is_a_no_op():
     crit = Criterion(bot_terms(), NUM_CLASSES, {"global": 3})
     crit.rescale_center_grads()  # no backward yet: grad is None
     assert crit.centers["global"].centers.grad is None
+
+
+# ------------------------------------------------------------------------------------------------
+# loss.ramp_epochs: the non-global branches ramped in
+# ------------------------------------------------------------------------------------------------
+
+
+def test_ramp_factor_per_epoch():
+    # min(1, e / N), 1-based e: N = 4 -> 1/4, 2/4, 3/4, 1, 1
+    assert [ramp_factor(e, 4) for e in range(1, 6)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [ramp_factor(e, 0) for e in (1, 2, 50)] == [1.0, 1.0, 1.0]  # 0: off (the papers)
+    assert ramp_factor(1, 1) == 1.0
+    with pytest.raises(ValueError, match="epoch"):
+        ramp_factor(0, 4)
+
+
+def test_criterion_ramps_every_non_global_term_and_only_those():
+    branches = {"global": 3, "drop": 3}
+    terms = [
+        LossTerm("global", "ce"),
+        LossTerm("global", "triplet"),
+        LossTerm("drop", "ce", 0.5),
+        LossTerm("drop", "triplet"),
+        LossTerm("drop", "center", CENTER_LOSS_WEIGHT),
+    ]
+    outputs = _outputs(branches, batch=len(PIDS), seed=9)
+    plain = Criterion(terms, NUM_CLASSES, branches, ramp_epochs=0)
+    ramped = Criterion(terms, NUM_CLASSES, branches, ramp_epochs=3)
+    ramped.load_state_dict(plain.state_dict())  # same centers
+    _, ref = plain(outputs, PIDS)
+    for epoch, factor in [(1, 1 / 3), (2, 2 / 3), (3, 1.0), (7, 1.0)]:
+        ramped.set_epoch(epoch)
+        total, logs = ramped(outputs, PIDS)
+        for name in ("global/ce", "global/triplet"):
+            torch.testing.assert_close(logs[name], ref[name])
+        for name in ("drop/ce", "drop/triplet", "drop/center"):
+            torch.testing.assert_close(logs[name], factor * ref[name])
+        expected = ref["global/ce"] + ref["global/triplet"]
+        expected = expected + factor * (ref["drop/ce"] + ref["drop/triplet"] + ref["drop/center"])
+        torch.testing.assert_close(total.detach(), expected)
+    groups = ramped.branch_losses(outputs, PIDS)
+    assert list(groups) == ["global", "drop"]
+    torch.testing.assert_close(
+        groups["drop"].detach(), ref["drop/ce"] + ref["drop/triplet"] + ref["drop/center"]
+    )
+
+
+def test_rescale_center_grads_undoes_the_ramped_weight():
+    branches = {"global": 3, "ms": 3}
+    terms = [LossTerm("global", "ce"), LossTerm("ms", "center", 0.5)]
+    outputs = _outputs(branches, batch=len(PIDS), seed=2)
+    grads = []
+    for ramp, epoch in [(0, 1), (4, 1)]:
+        torch.manual_seed(0)
+        crit = Criterion(terms, NUM_CLASSES, branches, ramp_epochs=ramp)
+        crit.set_epoch(epoch)
+        total, _ = crit(outputs, PIDS)
+        total.backward()
+        crit.rescale_center_grads()
+        grads.append(crit.centers["ms"].centers.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0])  # the centers move as fast with and without a ramp
+
+
+def test_bad_ramp_epochs_is_named():
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="ramp_epochs"):
+            Criterion(bot_terms(), NUM_CLASSES, {"global": 3}, ramp_epochs=bad)
 
 
 # ------------------------------------------------------------------------------------------------

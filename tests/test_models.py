@@ -1,7 +1,8 @@
 """Tests of reidlib.models: the four networks, their branches, erasing inside them and attention.
 
-Dimensions come from docs/reading-the-papers.md#embedding-sizes (ResNet-50: baseline 2048, SEN 4096, Deep
-Miner 14336, BDB 4096).
+Dimensions come from docs/reading-the-papers.md#embedding-sizes (ResNet-50: baseline 2048, SEN 4096,
+Deep Miner 14336) and from the BDB authors' code (reduction heads
+512 + 1024 = 1536 whatever the backbone; 2 x C with head="bnneck").
 Branch computations are checked against references written here from the papers' definitions
 (GAP of A * M1, GMP of B * M2, ErO, stripes), with masks computed by sorting, not by reidlib.erasing.
 Only the acceptance tests use ResNet-50 at 256x128 (marked slow); the rest use ResNet-18 and small
@@ -9,6 +10,8 @@ inputs so the file stays fast on a CPU.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ from torch import nn
 from reidlib.models import MODELS, BranchOutput, build_model, model_options
 from reidlib.models.attention import ChannelAttention, SpatialAttention, build_attention
 from reidlib.models.backbone import WeightsNotFoundError
-from reidlib.models.heads import BNNeck
+from reidlib.models.heads import BNNeck, ReductionHead
 
 NUM_CLASSES = 7
 MODEL_NAMES = ["baseline", "sen", "deep_miner", "bdb"]
@@ -35,10 +38,12 @@ BRANCHES = {
     ),
     "bdb": (("global", "drop"), (1, 1), ("global", "drop")),
 }
+# dims that do not scale with C: BDB's reduction heads (global 512, drop 1024, the authors' code)
+ABSOLUTE_DIMS = {"bdb": (512, 1024)}
 # docs/reading-the-papers.md#embedding-sizes: SEN 2048 + 2048 (global + MS); Deep Miner 2048 * 3 + 4 * 2048
 # (G, IE2, IE3, 4 stripes).
-EMBED_DIM_R50 = {"baseline": 2048, "sen": 4096, "deep_miner": 14336, "bdb": 4096}
-EMBED_DIM_R18 = {"baseline": 512, "sen": 1024, "deep_miner": 3584, "bdb": 1024}
+EMBED_DIM_R50 = {"baseline": 2048, "sen": 4096, "deep_miner": 14336, "bdb": 1536}
+EMBED_DIM_R18 = {"baseline": 512, "sen": 1024, "deep_miner": 3584, "bdb": 1536}
 MAP_KEY = {"baseline": "backbone", "sen": "backbone", "deep_miner": "b4", "bdb": "backbone"}
 
 
@@ -57,13 +62,14 @@ def r18(name: str, seed: int = 0, **options) -> nn.Module:
 
 def check_output(out: dict, name: str, batch: int, channels: int) -> None:
     names, units, _ = BRANCHES[name]
+    dims = ABSOLUTE_DIMS.get(name, tuple(unit * channels for unit in units))
     assert isinstance(out, dict)
     assert list(out) == list(names)
-    for branch, unit in zip(names, units, strict=True):
+    for branch, dim in zip(names, dims, strict=True):
         o = out[branch]
         assert isinstance(o, BranchOutput)
-        assert o.feat.shape == (batch, unit * channels), branch
-        assert o.bn_feat.shape == (batch, unit * channels), branch
+        assert o.feat.shape == (batch, dim), branch
+        assert o.bn_feat.shape == (batch, dim), branch
         assert o.logits.shape == (batch, NUM_CLASSES), branch
         for t in o:
             assert torch.isfinite(t).all(), branch
@@ -75,7 +81,8 @@ def touch_all(out: dict, y: torch.Tensor) -> torch.Tensor:
 
 
 def check_gradients(model: nn.Module) -> None:
-    """Every learnable parameter gets a finite gradient; only BNNeck biases are frozen.
+    """Every learnable parameter gets a finite gradient; only BNNeck biases are frozen (BDB's
+    reduction heads have none).
 
     SAM's query/key convs and BN sit behind gamma = 0 at initialisation, so their gradient exists but
     is exactly zero (the module starts as the identity); every other gradient must be non-zero.
@@ -88,7 +95,7 @@ def check_gradients(model: nn.Module) -> None:
         for n, p in m.named_parameters()
         if n != "gamma"
     }
-    assert frozen
+    assert frozen or any(isinstance(m, ReductionHead) for m in model.modules())
     for n, p in model.named_parameters():
         if id(p) in frozen:
             assert not p.requires_grad and p.grad is None, n
@@ -271,7 +278,7 @@ def test_deep_miner_branches_match_hand_computed_references():
 
 
 def test_bdb_drop_branch_erases_one_full_width_block():
-    bdb = r18("bdb").train()
+    bdb = r18("bdb", head="bnneck").train()
     x = images(4, 128, 64)  # 8x4 maps: round(0.33 * 8) = 3 rows, all 4 columns
     torch.manual_seed(3)
     with torch.no_grad():
@@ -283,6 +290,89 @@ def test_bdb_drop_branch_erases_one_full_width_block():
     assert len(rows) == 3 and rows == list(range(rows[0], rows[0] + 3))
     assert int((mask == 0).sum()) == 4 * 3 * 4  # full width, same block for every image
     torch.testing.assert_close(out["drop"].feat, (maps["drop"] * mask).amax(dim=(2, 3)))
+
+
+def test_reduction_head_by_hand():
+    head = ReductionHead(3, 2, 2)
+    with torch.no_grad():
+        head.reduce.weight.copy_(torch.tensor([[1.0, 0.0, 1.0], [0.0, -1.0, 0.0]]))
+        head.classifier.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, -1.0]]))
+        head.classifier.bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.tensor([[1.0, 2.0, 3.0], [3.0, 0.0, 1.0], [0.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    # z = R x: unit 0 = x0 + x2 = (4, 4, 0, 2), unit 1 = -x1 = (-2, 0, -1, -1)
+    # BN (batch mean, biased variance, eps 1e-5): unit 0 mean 2.5, var 2.75; unit 1 mean -1, var 0.5
+    z = [[4.0, 4.0, 0.0, 2.0], [-2.0, 0.0, -1.0, -1.0]]
+    stats = [(2.5, 2.75), (-1.0, 0.5)]
+    reduced = [
+        [max(0.0, (z[u][i] - m) / math.sqrt(v + 1e-5)) for u, (m, v) in enumerate(stats)] for i in range(4)
+    ]
+    logits = [[r[0] + 2 * r[1] + 0.5, -r[1]] for r in reduced]
+    out = head.train()(x)
+    torch.testing.assert_close(out.feat, torch.tensor(reduced))
+    assert out.bn_feat is out.feat  # CE, triplet and the test embedding all see the reduced feature
+    torch.testing.assert_close(out.logits, torch.tensor(logits))
+    assert head.reduce.bias is None
+
+
+def test_bdb_reduction_heads_are_the_authors_and_embed_their_concat():
+    bdb = r18("bdb").train()  # head="reduction" is the default (the BDB paper's section 3)
+    assert isinstance(bdb.global_neck, ReductionHead) and isinstance(bdb.drop_neck, ReductionHead)
+    assert (bdb.global_neck.reduce.in_features, bdb.global_neck.reduce.out_features) == (512, 512)
+    assert (bdb.drop_neck.reduce.in_features, bdb.drop_neck.reduce.out_features) == (512, 1024)
+    x = images(4, 128, 64)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        maps = bdb.feature_maps(x)
+        out = bdb(x)
+
+    def by_hand(head: ReductionHead, pooled: torch.Tensor) -> torch.Tensor:
+        z = pooled @ head.reduce.weight.T
+        return torch.relu((z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5))
+
+    mask = bdb.drop_erase.last_mask
+    torch.testing.assert_close(
+        out["global"].feat, by_hand(bdb.global_neck, maps["backbone"].mean(dim=(2, 3)))
+    )
+    torch.testing.assert_close(
+        out["drop"].feat, by_hand(bdb.drop_neck, (maps["drop"] * mask).amax(dim=(2, 3)))
+    )
+    bdb.eval()
+    with torch.no_grad():
+        emb, ev = bdb.embed(x), bdb(x)
+    torch.testing.assert_close(emb, torch.cat([ev["global"].feat, ev["drop"].feat], dim=1))  # 1536-d
+    bnneck = r18("bdb", head="bnneck")
+    assert isinstance(bnneck.global_neck, BNNeck) and bnneck.embedding_dim == 2 * 512
+
+
+@pytest.mark.parametrize("name", ["bdb", "sen", "deep_miner"])
+def test_detach_branches_leaves_the_trunk_to_the_global_branch(name):
+    for detach in (False, True):
+        model = r18(name, detach_branches=detach).train()
+        out = model(images(4, 64, 32))
+        sum(
+            o.feat.square().mean() + o.logits.square().mean() for b, o in out.items() if b != "global"
+        ).backward()
+        trunk = model.shared_parameters()
+        reached = sum(float(p.grad.abs().sum()) for p in trunk if p.grad is not None)
+        assert (reached == 0) == detach, (name, detach, reached)
+
+
+@pytest.mark.parametrize(
+    "options, blocks",
+    [
+        ({}, 2),
+        ({"ie_blocks": (3,)}, 3),
+        ({"ie_blocks": (3,), "local": False}, 3),
+        ({"ie_blocks": (1, 3)}, 1),
+        ({"ie_blocks": (), "local": False}, 4),
+    ],
+)
+def test_deep_miner_shared_parameters_stop_where_the_first_branch_leaves(options, blocks):
+    model = r18("deep_miner", **options)
+    expected = [*model.stem.parameters(), *(p for s in model.stages[:blocks] for p in s.parameters())]
+    assert [id(p) for p in model.shared_parameters()] == [id(p) for p in expected]
+    bdb = r18("bdb")
+    assert [id(p) for p in bdb.shared_parameters()] == [id(p) for p in bdb.backbone.parameters()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -450,13 +540,39 @@ def test_sam_output_uses_a_row_normalised_affinity():
 
 def test_cham_weights_sum_to_one_over_channels_at_each_position():
     torch.manual_seed(2)
-    cham = ChannelAttention(32)
+    cham = ChannelAttention(32, activation="softmax_channels")
     y = torch.rand(2, 32, 4, 3) + 0.5  # no zeros: weights = output / input
     with torch.no_grad():
         weights = cham(y) / y
     assert torch.all(weights > 0) and torch.all(weights < 1)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 4, 3))
     assert not torch.allclose(weights[:, :, 0, 0], weights[:, :, 3, 2])  # per position: no pooling
+
+
+def test_cham_sigmoid_gates_each_channel_by_hand():
+    torch.manual_seed(2)
+    cham = ChannelAttention(32, activation="sigmoid")
+    y = torch.rand(2, 32, 4, 3) + 0.5
+    w1, b1 = cham.squeeze.weight[:, :, 0, 0], cham.squeeze.bias  # (2, 32): C/16 = 2
+    w2, b2 = cham.excite.weight[:, :, 0, 0], cham.excite.bias  # (32, 2)
+    with torch.no_grad():
+        hidden = torch.relu(torch.einsum("kc,bchw->bkhw", w1, y) + b1[:, None, None])
+        gate = 1 / (1 + torch.exp(-(torch.einsum("ck,bkhw->bchw", w2, hidden) + b2[:, None, None])))
+        got = cham(y)
+    torch.testing.assert_close(got, y * gate)
+    assert not torch.allclose(gate.sum(dim=1), torch.ones(2, 4, 3))  # no sum-to-one constraint
+    with pytest.raises(ValueError, match="cham_activation"):
+        ChannelAttention(32, activation="softmax")
+    # the default reading (attention.py: chosen by benchmarks/bench_cham.py and a smoke-budget run)
+    assert ChannelAttention(32).activation == "sigmoid"
+    chams = [m for m in r18("deep_miner").modules() if isinstance(m, ChannelAttention)]
+    assert chams and {m.activation for m in chams} == {"sigmoid"}
+    chams = [
+        m
+        for m in r18("deep_miner", cham_activation="softmax_channels").modules()
+        if isinstance(m, ChannelAttention)
+    ]
+    assert {m.activation for m in chams} == {"softmax_channels"}
 
 
 def test_build_attention_order_and_kinds():
@@ -519,6 +635,11 @@ def test_unknown_model_and_option_are_named():
         ("deep_miner", {"num_stripes": 0}, "num_stripes"),
         ("deep_miner", {"attention": "se"}, "attention"),
         ("bdb", {"h_ratio": 1.5}, "h_ratio"),
+        ("bdb", {"head": "bn"}, "head"),
+        ("bdb", {"detach_branches": "yes"}, "detach_branches"),
+        ("sen", {"detach_branches": 1}, "detach_branches"),
+        ("deep_miner", {"cham_activation": "softmax"}, "cham_activation"),
+        ("deep_miner", {"attention": "none", "cham_activation": "tanh"}, "cham_activation"),
         ("baseline", {"backbone": "resnet101"}, "backbone"),
         ("baseline", {"last_stride": 3}, "last_stride"),
     ],

@@ -11,10 +11,13 @@ from matplotlib.figure import Figure
 
 from reidlib.viz.training import (
     TrainingLogError,
+    branch_grads_table,
     main_variant,
     metrics_table,
+    plot_branch_grads,
     plot_cmc,
     plot_training_curves,
+    read_branch_grads,
     read_training_log,
     training_log,
 )
@@ -255,3 +258,58 @@ def test_cmc_axes_and_curve():
 def test_cmc_refuses_bad_curves(curves):
     with pytest.raises(ValueError, match="curves"):
         plot_cmc(curves)
+
+
+# ----------------------------------------------------------------------------- branch gradients
+
+GRAD_ROWS = [
+    {
+        "epoch": 1,
+        "branch_grads": {"global": {"norm": 2.0, "cosine": 1.0}, "drop": {"norm": 15.0, "cosine": 0.05}},
+    },
+    {"epoch": 2},  # logged without branch_grads: skipped
+    {
+        "epoch": 3,
+        "branch_grads": {"global": {"norm": 1.0, "cosine": 1.0}, "drop": {"norm": 0.0, "cosine": None}},
+    },
+    {
+        "epoch": 1,
+        "branch_grads": {"global": {"norm": 3.0, "cosine": 1.0}, "drop": {"norm": 12.0, "cosine": 0.1}},
+    },
+]
+
+
+def test_branch_grads_table_by_epoch_last_duplicate_wins():
+    table = branch_grads_table(GRAD_ROWS)
+    assert list(table.index) == [1, 3]
+    assert list(table.columns) == [
+        ("global", "norm"),
+        ("global", "cosine"),
+        ("drop", "norm"),
+        ("drop", "cosine"),
+    ]
+    assert table.loc[1, ("drop", "norm")] == 12.0 and table.loc[1, ("global", "norm")] == 3.0
+    assert table.loc[3, ("drop", "norm")] == 0.0 and math.isnan(table.loc[3, ("drop", "cosine")])
+
+
+def test_branch_grads_read_from_a_run_and_refused_when_absent(tmp_path):
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GRAD_ROWS))
+    assert read_branch_grads(tmp_path).loc[3, ("global", "norm")] == 1.0
+    with pytest.raises(TrainingLogError, match="log_branch_grads"):
+        branch_grads_table([{"epoch": 1}])
+    with pytest.raises(TrainingLogError, match="row 1.*branch_grads"):
+        branch_grads_table([{"epoch": 1, "branch_grads": {"drop": {"norm": "big"}}}])
+
+
+def test_branch_grads_figure_norms_and_cosines():
+    fig = plot_branch_grads(branch_grads_table(GRAD_ROWS))
+    assert isinstance(fig, Figure)
+    norm_ax, cos_ax = fig.axes
+    assert [line.get_label() for line in norm_ax.get_lines()] == ["global", "drop"]
+    assert [line.get_label() for line in cos_ax.get_lines() if not line.get_label().startswith("_")] == [
+        "drop"
+    ]
+    np.testing.assert_allclose(norm_ax.get_lines()[1].get_ydata(), [12.0, 0.0])
+    assert norm_ax.get_yscale() == "linear"  # a zero norm: no log scale
+    assert cos_ax.get_ylim() == (-1.05, 1.05)
+    assert fig._suptitle.get_text() == "Which branch trains the backbone"

@@ -1,9 +1,20 @@
 """Batch DropBlock (Dai et al., ICCV 2019), as SEN compares with it (SEN Fig. 2).
 
-Global branch GAP -> BNNeck, and a drop branch: a fresh Bottleneck, then one random block of
-round(0.33*h) rows across the full width erased for the whole batch, then global max pooling ->
-BNNeck. Test embedding: concat(global, drop) after the BN
-(docs/reading-the-papers.md#batch-dropblock-the-drop-branch).
+Global branch GAP, and a drop branch: a fresh Bottleneck, then one random block of round(0.33*h)
+rows across the full width erased for the whole batch, then global max pooling
+(docs/reading-the-papers.md#batch-dropblock-the-drop-branch). Both branches get CE
+and the batch-hard triplet (soft margin in the paper, set in the recipe's loss). The head of each
+branch is ``head``:
+
+- ``"reduction"`` (default: the BDB paper's section 3 and the authors' code): global GAP -> 1x1 conv
+  to 512 + BN + ReLU; drop GMP -> Linear to 1024 + BN + ReLU; CE (classifier with bias) and triplet
+  on these reduced features; test embedding their concatenation (1536-d), compared with Euclidean
+  distance in that code (``eval.metric: euclidean`` in the recipe).
+- ``"bnneck"``: BoT's BNNeck on the raw pooled features (triplet before the BN, CE after it, test
+  embedding the after-BN concat), what reidlib used before the reduction heads existed.
+
+``detach_branches=True`` stops the drop branch's gradient at the backbone output (a control: the
+backbone is then trained by the global branch alone).
 """
 
 from __future__ import annotations
@@ -14,9 +25,12 @@ from torch import Tensor
 
 from reidlib.erasing import Erase, random_block_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
-from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
-from reidlib.models.network import ReIDNetwork, check_fraction, check_num_classes
+from reidlib.models.heads import BNNeck, ReductionHead, global_avg_pool, global_max_pool
+from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
 from reidlib.models.outputs import ModelOutput
+
+BDB_HEADS = ("reduction", "bnneck")
+REDUCTION_DIMS = {"global": 512, "drop": 1024}  # the authors' code, whatever the backbone width
 
 
 class BatchDropBlock(ReIDNetwork):
@@ -31,23 +45,39 @@ class BatchDropBlock(ReIDNetwork):
         last_stride: int = 1,
         h_ratio: float = 0.33,
         w_ratio: float = 1.0,
+        head: str = "reduction",
+        detach_branches: bool = False,
     ):
         super().__init__()
         check_num_classes(num_classes)
         check_fraction("h_ratio", h_ratio, closed=True)
         check_fraction("w_ratio", w_ratio, closed=True)
+        check_choice("head", head, BDB_HEADS)
+        check_flag("detach_branches", detach_branches)
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels
-        self.global_neck = BNNeck(c, num_classes)
+        self.head, self.detach_branches = head, detach_branches
+        reduced = head == "reduction"
+        dims = REDUCTION_DIMS if reduced else {"global": c, "drop": c}
+        # built in this order so that head="bnneck" draws the initial weights it always drew
+        self.global_neck = (
+            ReductionHead(c, dims["global"], num_classes, init_mode="fan_in")
+            if reduced
+            else BNNeck(c, num_classes)
+        )
         self.drop_block = bottleneck(c)
         self.drop_erase = Erase(random_block_mask, h_ratio=h_ratio, w_ratio=w_ratio)
-        self.drop_neck = BNNeck(c, num_classes)
-        self.feat_dims = {"global": c, "drop": c}
+        self.drop_neck = (
+            ReductionHead(c, dims["drop"], num_classes, init_mode="fan_out")
+            if reduced
+            else BNNeck(c, num_classes)
+        )
+        self.feat_dims = dict(dims)
 
     def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
         self.check_images(images)
         a = self.backbone(images)
-        return {"backbone": a, "drop": self.drop_block(a)}
+        return {"backbone": a, "drop": self.drop_block(a.detach() if self.detach_branches else a)}
 
     def forward(self, images: Tensor) -> ModelOutput:
         maps = self.feature_maps(images)  # both (B, C, h, w)

@@ -8,8 +8,10 @@ B4 on Y_3, averages 4 horizontal stripes and concatenates them into one vector w
 in PLR-OSNet). Copies start from G's weights and are not shared in training (section 3.2).
 
 Every branch gets CE + soft-margin triplet + center loss (eq. 2); the test embedding concatenates every
-branch's after-BN feature (docs/reading-the-papers.md#deep-miner-test-embedding). Tables 1-4 are
-``ie_blocks``, ``local`` and ``attention``.
+branch's after-BN feature (docs/reading-the-papers.md#deep-miner-test-embedding).
+Tables 1-4 are ``ie_blocks``, ``local`` and ``attention``;
+``cham_activation`` is the reading of CHAM's activation (:class:`ChannelAttention`), and
+``detach_branches=True`` (a control) stops the IE and local branches' gradients at G's maps.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from reidlib.erasing import Erase, minmax_threshold_mask
-from reidlib.models.attention import build_attention
+from reidlib.models.attention import CHAM_ACTIVATIONS, DEFAULT_CHAM_ACTIVATION, build_attention
 from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
-from reidlib.models.network import ReIDNetwork, check_flag, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
 
 ATTENTION_AFTER = (2, 3)  # blocks followed by ATT in G and in the copies (section 3.4)
@@ -69,11 +71,16 @@ class DeepMiner(ReIDNetwork):
         local: bool = True,
         num_stripes: int = 4,
         attention: str = "sam+cham",
+        cham_activation: str = DEFAULT_CHAM_ACTIVATION,
+        detach_branches: bool = False,
     ):
         super().__init__()
         check_num_classes(num_classes)
         check_fraction("tau", tau, closed=True)
         check_flag("local", local)
+        check_flag("detach_branches", detach_branches)
+        check_choice("cham_activation", cham_activation, CHAM_ACTIVATIONS)  # also without CHAM
+        self.detach_branches = detach_branches
         blocks = None if isinstance(ie_blocks, (int, str)) else tuple(ie_blocks)
         if blocks is None or not all(type(i) is int and 1 <= i <= 3 for i in blocks):
             raise ValueError(f"ie_blocks: expected a subset of {{1, 2, 3}} (ints), got {ie_blocks!r}")
@@ -83,7 +90,10 @@ class DeepMiner(ReIDNetwork):
         net = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
         self.stem = net.stem
         self.stages = nn.ModuleList(
-            nn.Sequential(layer, build_attention(attention, ch) if i in ATTENTION_AFTER else nn.Identity())
+            nn.Sequential(
+                layer,
+                build_attention(attention, ch, cham_activation) if i in ATTENTION_AFTER else nn.Identity(),
+            )
             for i, (layer, ch) in enumerate(zip(net.layers(), net.channels, strict=True), start=1)
         )
         c = net.out_channels
@@ -112,8 +122,16 @@ class DeepMiner(ReIDNetwork):
     def forward(self, images: Tensor) -> ModelOutput:
         ys = self.feature_maps(images)
         out = {"global": self.global_neck(global_max_pool(ys["b4"]))}
+        if self.detach_branches:  # the control: only G's own loss trains the shared blocks
+            ys = {k: y.detach() for k, y in ys.items()}
         for name, branch in self.ie_branches.items():
             out[name] = branch(ys[f"b{name[-1]}"])  # "ie_b2" erases Y_2
         if self.local_branch is not None:
             out["local"] = self.local_branch(ys["b3"])
         return out
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The stem and G's blocks up to the earliest one a branch leaves from (B2 for ie_b2)."""
+        starts = [int(name[-1]) for name in self.ie_branches] + ([3] if self.local_branch is not None else [])
+        last = min(starts, default=4)
+        return [*self.stem.parameters(), *(p for s in self.stages[:last] for p in s.parameters())]

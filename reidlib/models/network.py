@@ -35,6 +35,11 @@ def check_flag(name: str, value: bool) -> None:
         raise ValueError(f"{name}: expected true or false, got {value!r}")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
 class ReIDNetwork(nn.Module):
     """Base class: subclasses build branches and set ``embedding_branches`` and ``feat_dims``.
 
@@ -55,6 +60,11 @@ class ReIDNetwork(nn.Module):
 
     def forward(self, images: Tensor) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters every branch's gradient flows through (the trunk the branches compete
+        for; :mod:`reidlib.branch_grads`): the backbone, unless a network says otherwise."""
+        return list(self.backbone.parameters())
 
     @property
     def embedding_dim(self) -> int:

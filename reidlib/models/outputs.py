@@ -11,7 +11,9 @@ class BranchOutput(NamedTuple):
     """What one branch produces for a batch.
 
     ``feat`` feeds the triplet and center losses, ``bn_feat`` (after the BNNeck's BatchNorm) is the
-    branch's part of the test embedding, ``logits`` feed the ID (cross-entropy) loss.
+    branch's part of the test embedding, ``logits`` feed the ID (cross-entropy) loss. With BDB's
+    reduction heads (:class:`reidlib.models.heads.ReductionHead`) ``feat`` and ``bn_feat`` are the same
+    reduced feature, as in the BDB authors' code.
     """
 
     feat: Tensor  # (B, D) before the BNNeck

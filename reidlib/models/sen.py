@@ -9,8 +9,9 @@ Three branches on one ResNet backbone output A (B, C, h, w):
   HIGHEST positions of F(B) (eq. 5), then global MAX pooling -> BNNeck (CE).
 
 Test embedding: concat(global, MS) after the BN, with MS computed without M2 (erasing is the identity
-in eval), 2 x C = 4096-d for ResNet-50 (docs/reading-the-papers.md#sen-test-embedding). The rows of Table 2
-are ``use_bs``/``use_ms``.
+in eval), 2 x C = 4096-d for ResNet-50 (docs/reading-the-papers.md#sen-test-embedding). The rows of
+Table 2 are ``use_bs``/``use_ms``.
+``detach_branches=True`` (a control) stops the BS and MS branches' gradients at A.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SEN(ReIDNetwork):
         r1: float = 0.1,
         r2: float = 0.25,
         p: float = 2,
+        detach_branches: bool = False,
     ):
         super().__init__()
         check_num_classes(num_classes)
@@ -46,6 +48,8 @@ class SEN(ReIDNetwork):
         check_fraction("r2", r2, closed=False)
         check_flag("use_bs", use_bs)
         check_flag("use_ms", use_ms)
+        check_flag("detach_branches", detach_branches)
+        self.detach_branches = detach_branches
         if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
             raise ValueError(f"p: expected a positive exponent, got {p}")
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
@@ -69,7 +73,8 @@ class SEN(ReIDNetwork):
         self.check_images(images)
         maps = {"backbone": self.backbone(images)}
         if self.use_ms:
-            maps["ms"] = self.ms_blocks(maps["backbone"])
+            a = maps["backbone"]
+            maps["ms"] = self.ms_blocks(a.detach() if self.detach_branches else a)
         return maps
 
     def forward(self, images: Tensor) -> ModelOutput:
@@ -77,7 +82,8 @@ class SEN(ReIDNetwork):
         a = maps["backbone"]  # (B, C, h, w)
         out = {"global": self.global_neck(global_avg_pool(a))}
         if self.use_bs:
-            out["bs"] = self.bs_neck(global_avg_pool(self.bs_erase(a)))  # A' = A * M1 (eq. 4)
+            a_bs = a.detach() if self.detach_branches else a
+            out["bs"] = self.bs_neck(global_avg_pool(self.bs_erase(a_bs)))  # A' = A * M1 (eq. 4)
         if self.use_ms:
             out["ms"] = self.ms_neck(global_max_pool(self.ms_erase(maps["ms"])))  # B * M2, then GMP
         return out

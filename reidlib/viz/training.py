@@ -1,4 +1,5 @@
-"""Training curves and final numbers of one run folder; the CMC curve of SEN Figs. 6-8.
+"""Training curves and final numbers of one run folder; the CMC curve of SEN Figs. 6-8; which branch
+trains the backbone (:func:`plot_branch_grads`, from ``train.log_branch_grads``).
 
 Parsing and plotting are kept apart. :func:`read_training_log` turns a run's ``log.jsonl`` (one JSON
 line per epoch, read by :func:`reidlib.runfolder.read_log`) into three tables, and :func:`metrics_table`
@@ -311,4 +312,103 @@ def plot_cmc(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    return fig
+
+
+# ----------------------------------------------------------------------------- which branch trains it
+
+
+def branch_grads_table(rows: Sequence[Mapping[str, Any]], source: str = "log.jsonl") -> pd.DataFrame:
+    """The ``branch_grads`` entries of log rows (``train.log_branch_grads``) as one table.
+
+    Index ``epoch`` (the rows that have the entry), columns ``(branch, "norm" | "cosine")`` in the
+    logged branch order: ||g_b|| on the shared trunk and cos(g_b, g_global) (NaN where undefined,
+    e.g. a detached branch). An epoch logged twice keeps its last row.
+    """
+    by_epoch: dict[int, Mapping[str, Any]] = {}
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping) or "branch_grads" not in row:
+            continue
+        grads = row["branch_grads"]
+        epoch = row.get("epoch")
+        ok = (
+            isinstance(grads, Mapping)
+            and grads
+            and all(
+                isinstance(v, Mapping)
+                and _number(v.get("norm"))
+                and (v.get("cosine") is None or _number(v["cosine"]))
+                for v in grads.values()
+            )
+        )
+        if not ok or not isinstance(epoch, int):
+            raise TrainingLogError(
+                f"{source}, row {i}: 'branch_grads' must map branches to {{norm, cosine}} numbers, "
+                f"got {grads!r}"
+            )
+        by_epoch[epoch] = grads
+    if not by_epoch:
+        raise TrainingLogError(
+            f"{source}: no epoch has branch_grads (train with train.log_branch_grads=true)"
+        )
+    epochs = sorted(by_epoch)
+    branches = list(dict.fromkeys(b for e in epochs for b in by_epoch[e]))
+    data = {}
+    for b in branches:
+        for key in ("norm", "cosine"):
+            data[(b, key)] = [
+                math.nan if by_epoch[e].get(b, {}).get(key) is None else float(by_epoch[e][b][key])
+                for e in epochs
+            ]
+    table = pd.DataFrame(data, index=pd.Index(epochs, name="epoch"))
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["branch", "value"])
+    return table
+
+
+def read_branch_grads(run: str | Path) -> pd.DataFrame:
+    """:func:`branch_grads_table` of ``run/log.jsonl`` (``run`` may also be the log file itself)."""
+    path = Path(run)
+    if path.is_dir() or path.suffix != ".jsonl":
+        path = path / "log.jsonl"
+    if not path.is_file():
+        raise TrainingLogError(f"{path}: no training log (is {path.parent} a run folder of reidlib.engine?)")
+    try:
+        rows = read_log(path)
+    except ValueError as err:
+        raise TrainingLogError(str(err)) from err
+    return branch_grads_table(rows, source=str(path))
+
+
+def plot_branch_grads(table: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Which branch trains the backbone: per epoch, each branch's gradient norm on the shared trunk
+    (left, log scale) and the cosine of each other branch's gradient with the global one's (right).
+
+    ``table`` is :func:`branch_grads_table` / :func:`read_branch_grads`. A branch far above the global
+    line with a cosine near 0 pushes the shared backbone in a direction the global branch does not ask
+    for (the mechanism of issue 16).
+    """
+    branches = list(dict.fromkeys(table.columns.get_level_values(0)))
+    fig, axes = _figure(11, 4.2, 1, 2)
+    norm_ax, cos_ax = axes[0, 0], axes[0, 1]
+    for i, b in enumerate(branches):
+        style = {"color": "black" if b == "global" else OKABE_ITO[i % (len(OKABE_ITO) - 1)], "marker": "o"}
+        norm_ax.plot(table.index, table[(b, "norm")], label=b, markersize=4, **style)
+        if b != "global":
+            cos_ax.plot(table.index, table[(b, "cosine")], label=b, markersize=4, **style)
+    norms = table.xs("norm", axis=1, level=1).to_numpy(dtype=float)
+    if np.all(norms[np.isfinite(norms)] > 0):
+        norm_ax.set_yscale("log")
+    norm_ax.set_ylabel("||dL_branch / d(shared trunk)||")
+    norm_ax.set_title("Gradient norm on the shared backbone")
+    cos_ax.axhline(0.0, color="gray", linewidth=1, linestyle="--")
+    cos_ax.set_ylim(-1.05, 1.05)
+    cos_ax.set_ylabel("cosine with the global branch's gradient")
+    cos_ax.set_title("Direction relative to the global branch")
+    for ax in (norm_ax, cos_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title or "Which branch trains the backbone")
     return fig
