@@ -1,4 +1,4 @@
-"""CHAM's attenuation at initialisation, for each reading of its activation (issue 16, item 4).
+"""CHAM's attenuation at initialisation, for each reading of its activation.
 
     python benchmarks/bench_cham.py                      # ResNet-18 and -50, 128x64 (CPU budget)
     python benchmarks/bench_cham.py --height 256 --width 128

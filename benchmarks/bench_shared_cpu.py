@@ -10,7 +10,7 @@ of the last epoch (the first one also decodes the images into the cache).
 
     python benchmarks/bench_shared_cpu.py [--iters 15]
 
-Target (the issue): beside another run >= 0.35x of alone (0.5x is the fair share on 2 cores), and no
+Target: beside another run >= 0.35x of alone (0.5x is the fair share on 2 cores), and no
 loss alone. Run it on an otherwise idle machine.
 """
 

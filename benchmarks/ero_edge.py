@@ -1,4 +1,4 @@
-"""Where Deep Miner's ErO erases, and why the left edge (issue 16, item 5).
+"""Where Deep Miner's ErO erases, and why the left edge.
 
     python benchmarks/ero_edge.py                                   # randomly initialised network
     python benchmarks/ero_edge.py --checkpoint <run>/last.pt        # a trained Deep Miner

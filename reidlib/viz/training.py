@@ -385,7 +385,7 @@ def plot_branch_grads(table: pd.DataFrame, *, title: str | None = None) -> Figur
 
     ``table`` is :func:`branch_grads_table` / :func:`read_branch_grads`. A branch far above the global
     line with a cosine near 0 pushes the shared backbone in a direction the global branch does not ask
-    for (the mechanism of issue 16).
+    for: it then trains the backbone for itself, at the global branch's expense.
     """
     branches = list(dict.fromkeys(table.columns.get_level_values(0)))
     fig, axes = _figure(11, 4.2, 1, 2)
