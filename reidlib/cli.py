@@ -74,6 +74,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.engine import load_network, resolve_runtime
     from reidlib.evaluation import evaluate_network
     from reidlib.fileio import atomic_write_json
+    from reidlib.imagedata import check_dataset_images
     from reidlib.runfolder import Variant
 
     if args.out:
@@ -83,6 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     runtime = resolve_runtime(recipe, DistContext())
     runtime.place(model)
     dataset = _dataset_for(recipe, args)
+    check_dataset_images(dataset, ("query", "gallery"))
     variant = Variant.of(flip=args.flip, rerank=args.rerank)
     d = recipe.data
     result = evaluate_network(

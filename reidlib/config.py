@@ -1,23 +1,29 @@
 """Typed recipes: dataclasses loaded from small YAML files, one per paper recipe.
 
 A recipe file may start with ``base: <recipe name>`` to inherit another recipe and override a few
-fields (nested mappings merge, lists and scalars replace). Unknown keys and wrongly typed values are
-refused with the dotted key that is wrong; ``--set a.b=value`` overrides go through the same checks.
+fields (nested mappings merge, lists and scalars replace). Unknown keys, wrongly typed values and
+values outside their range (``Annotated[..., Bounds(...)]`` beside each field) are refused with the
+dotted key that is wrong, when the recipe is loaded; ``--set a.b=value`` overrides go through the same
+checks. ``model.options`` are checked against the chosen network's constructor: its parameter names
+and type hints.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 
+from reidlib.checks import Bounds
 from reidlib.losses import LossTerm
+from reidlib.models import MODELS, model_options
 from reidlib.paths import recipes_dir
 from reidlib.runfolder import Variant
 
@@ -26,78 +32,86 @@ class ConfigError(ValueError):
     """A recipe key or value is not what the dataclasses below declare."""
 
 
+Positive = Annotated[int, Bounds(1)]
+NonNegative = Annotated[int, Bounds(0)]
+PositiveNumber = Annotated[float, Bounds(0.0, low_open=True)]
+NonNegativeNumber = Annotated[float, Bounds(0.0)]
+Probability = Annotated[float, Bounds(0.0, 1.0)]
+UnitInterval = Annotated[float, Bounds(0.0, 1.0, high_open=True)]  # [0, 1)
+
+
 @dataclass
 class DataConfig:
     dataset: str = "market1501"  # a name known to reidlib.datasets.load_dataset
     root: str | None = None  # None: reidlib.paths.data_root() / <dataset folder>
-    height: int = 256  # input size, both papers' 256x128 (Deep Miner: 384x128)
-    width: int = 128
-    num_identities: int = 16  # P identities per batch (both papers: 16)
-    num_instances: int = 4  # K images per identity (both papers: 4)
-    flip_p: float = 0.5  # random horizontal flip
-    pad: int = 10  # pad then random-crop back to size
-    erasing_p: float = 0.5  # random erasing (Zhong et al.), area 0.02-0.4, aspect >= 0.3
-    workers: int = 4  # DataLoader workers (0 = load in the main process)
+    height: Positive = 256  # input size, both papers' 256x128 (Deep Miner: 384x128)
+    width: Positive = 128
+    num_identities: Annotated[int, Bounds(2)] = 16  # P identities per batch (both papers: 16)
+    num_instances: Positive = 4  # K images per identity (both papers: 4)
+    flip_p: Probability = 0.5  # random horizontal flip
+    pad: NonNegative = 10  # pad then random-crop back to size
+    erasing_p: Probability = 0.5  # random erasing (Zhong et al.), area 0.02-0.4, aspect >= 0.3
+    workers: NonNegative = 4  # DataLoader workers (0 = load in the main process)
     cache_images: bool = False  # keep decoded images in memory (small datasets, CPU runs)
     device_augment: bool = False  # decode the train split once, augment batches on the device
-    test_batch_size: int = 128
+    test_batch_size: Positive = 128
 
 
 @dataclass
 class ModelConfig:
-    name: str = "baseline"  # baseline | sen | deep_miner | bdb
+    name: Literal["baseline", "sen", "deep_miner", "bdb"] = "baseline"  # reidlib.models.MODELS
     backbone: str = "resnet50"
     pretrained: bool | str = False  # True: torchvision ImageNet weights from the local cache
-    last_stride: int = 1
+    last_stride: Literal[1, 2] = 1
     options: dict[str, Any] = field(default_factory=dict)  # network options (r1, r2, ie_blocks, ...)
 
 
 @dataclass
 class LossConfig:
     terms: list[LossTerm] = field(default_factory=list)  # (branch, kind, weight) as in the papers
-    label_smoothing: float = 0.1  # epsilon of SEN eq. 6 / Deep Miner eq. 4
-    triplet_margin: float | None = 0.3  # None: soft margin (Deep Miner eq. 5)
-    center_lr: float = 0.5  # SGD learning rate of the centers (BoT convention)
-    ramp_epochs: int = 0  # N > 0: non-global terms weigh min(1, epoch / N) x weight (0 = papers)
+    label_smoothing: UnitInterval = 0.1  # epsilon of SEN eq. 6 / Deep Miner eq. 4, in [0, 1)
+    triplet_margin: PositiveNumber | None = 0.3  # None: soft margin (Deep Miner eq. 5)
+    center_lr: NonNegativeNumber = 0.5  # SGD learning rate of the centers (BoT convention)
+    ramp_epochs: NonNegative = 0  # N > 0: non-global terms weigh min(1, epoch / N) x weight (0 = papers)
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | sgd
-    lr: float = 3.5e-4  # base learning rate reached after warmup
-    weight_decay: float = 5e-4
-    momentum: float = 0.9  # sgd only
-    epochs: int = 120
-    warmup_epochs: int = 10  # lr(t) = lr * t / warmup_epochs for t <= warmup_epochs (1-based t)
-    milestones: list[int] = field(default_factory=lambda: [40, 70])  # lr *= gamma for t > milestone
-    gamma: float = 0.1
+    name: Literal["adam", "sgd"] = "adam"
+    lr: PositiveNumber = 3.5e-4  # base learning rate reached after warmup
+    weight_decay: NonNegativeNumber = 5e-4
+    momentum: UnitInterval = 0.9  # sgd only
+    epochs: Positive = 120
+    warmup_epochs: NonNegative = 10  # lr(t) = lr * t / warmup_epochs for t <= warmup_epochs (1-based t)
+    milestones: list[Positive] = field(default_factory=lambda: [40, 70])  # lr *= gamma for t > milestone
+    gamma: Annotated[float, Bounds(0.0, 1.0, low_open=True)] = 0.1  # in (0, 1]: a decay
 
 
 @dataclass
 class EvalConfig:
-    every: int = 10  # evaluate every N epochs, and always after the last one
-    metric: str = "cosine"  # cosine | euclidean
-    mode: str = "standard"  # standard (torchreid/fast-reid/BoT) | official (Market-1501 MATLAB)
+    every: Positive = 10  # evaluate every N epochs, and always after the last one
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    mode: Literal["standard", "official"] = "standard"  # torchreid/fast-reid/BoT | Market-1501 MATLAB
     flip: bool = False  # average the features of the image and its mirror
     rerank: bool = False  # k-reciprocal re-ranking (Zhong et al. 2017)
-    max_rank: int = 50
+    max_rank: Positive = 50  # clipped to the gallery size by reidlib.metrics
     final_variants: list[str] = field(default_factory=list)  # extra rows after the last epoch:
     # any reidlib.runfolder.Variant (reported under "variants" in metrics.json)
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: NonNegative = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16 (an overflow stops the run)
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # bf16 on CUDA, off on CPU; fp16 overflow stops
     channels_last: bool = True  # NHWC: the fast layout for convolutions on CUDA and on CPU (oneDNN)
     compile: bool = False  # torch.compile the network
-    max_iters_per_epoch: int | None = None  # cap iterations per epoch (smoke runs)
-    checkpoint_every: int = 1  # write last.pt every N epochs (and after the last)
+    max_iters_per_epoch: Positive | None = None  # cap iterations per epoch (smoke runs)
+    checkpoint_every: Positive = 1  # write last.pt every N epochs (and after the last)
     keep_checkpoint: bool = True  # False: delete last.pt once metrics.json is written (grids, demos)
-    snapshot_epochs: list[int] = field(default_factory=list)  # also keep the weights after these epochs
+    snapshot_epochs: list[Positive] = field(default_factory=list)  # also keep the weights after these epochs
     progress: bool = True  # tqdm progress bars
-    threads: int = 0  # torch CPU threads; 0: the cores this process may run on (os.sched_getaffinity)
+    threads: NonNegative = 0  # torch CPU threads; 0: the cores this process may run on (os.sched_getaffinity)
     log_branch_grads: bool = False  # per epoch: each branch's gradient on the shared trunk (log.jsonl)
 
 
@@ -120,6 +134,8 @@ class Recipe:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -127,6 +143,18 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """``value`` checked against (and converted to) the annotation ``tp``; errors name ``key``."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        return value
+    if origin is Annotated:
+        inner, *extras = typing.get_args(tp)
+        value = _convert(value, inner, key)
+        for bounds in (x for x in extras if isinstance(x, Bounds)):
+            if not bounds.contains(value):
+                raise ConfigError(f"{key}: expected a value {bounds}, got {value!r}")
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, bool) or value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -138,7 +166,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is list:
+    if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)
@@ -171,7 +199,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
-    if tp is str:
+    if tp in (str, Path):  # paths stay strings: a recipe is YAML
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
@@ -179,7 +207,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in names]
     if unknown:
@@ -285,62 +313,45 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: '{k}' is not a section")
         node[keys[-1]] = value
-    recipe = _build(Recipe, raw)
-    validate(recipe)
-    return recipe
+    return recipe_from_dict(raw)
 
 
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
-    """Rebuild a recipe saved with ``Recipe.to_dict`` (checkpoints, params.json)."""
+    """Build and check a recipe from its mapping (a loaded YAML file, or ``Recipe.to_dict`` of a
+    checkpoint or params.json)."""
     recipe = _build(Recipe, values)
+    recipe.model.options = _typed_options(recipe.model)
     validate(recipe)
     return recipe
 
 
+def _typed_options(model: ModelConfig) -> dict[str, Any]:
+    """``model.options`` checked against the network's constructor: known names, hinted types."""
+    known = model_options(model.name)
+    hints = typing.get_type_hints(MODELS[model.name].__init__, include_extras=True)
+    out = {}
+    for name, value in model.options.items():
+        if name not in known:
+            raise ConfigError(
+                f"unknown key 'model.options.{name}'; model {model.name!r} has: {', '.join(known)}"
+            )
+        out[name] = _convert(value, hints.get(name, Any), f"model.options.{name}")
+    return out
+
+
 def validate(recipe: Recipe) -> None:
-    """Checks across fields that types alone cannot express."""
+    """Checks across fields that a field's type and range alone cannot express."""
     o, d = recipe.optim, recipe.data
-    if o.name not in ("adam", "sgd"):
-        raise ConfigError(f"optim.name: expected adam or sgd, got {o.name!r}")
-    if o.epochs < 1 or o.warmup_epochs < 0:
-        raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
     if sorted(o.milestones) != o.milestones:
         raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
-    if d.num_identities < 2 or d.num_instances < 1:
-        raise ConfigError("data.num_identities must be >= 2 (triplets need two ids), data.num_instances >= 1")
     if d.num_instances < 2 and any(term.kind == "triplet" for term in recipe.loss.terms):
         raise ConfigError("data.num_instances must be >= 2 with a triplet loss (anchors need a positive)")
-    positive = {
-        "data.height": d.height,
-        "data.width": d.width,
-        "data.test_batch_size": d.test_batch_size,
-        "eval.every": recipe.eval.every,
-        "eval.max_rank": recipe.eval.max_rank,
-        "train.checkpoint_every": recipe.train.checkpoint_every,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key}: expected a positive integer, got {value}")
     outside = [e for e in recipe.train.snapshot_epochs if not 1 <= e <= o.epochs]
     if outside:
         raise ConfigError(f"train.snapshot_epochs: {outside} outside the run's epochs 1..{o.epochs}")
-    if d.workers < 0:
-        raise ConfigError(f"data.workers: expected 0 or more, got {d.workers}")
-    if recipe.train.threads < 0:
-        raise ConfigError(f"train.threads: expected 0 (all usable cores) or more, got {recipe.train.threads}")
-    if recipe.eval.metric not in ("cosine", "euclidean"):
-        raise ConfigError(f"eval.metric: expected cosine or euclidean, got {recipe.eval.metric!r}")
-    if recipe.eval.mode not in ("standard", "official"):
-        raise ConfigError(f"eval.mode: expected standard or official, got {recipe.eval.mode!r}")
-    if recipe.train.amp not in ("auto", "none", "bf16", "fp16"):
-        raise ConfigError(f"train.amp: expected auto, none, bf16 or fp16, got {recipe.train.amp!r}")
     try:
         Variant.parse(recipe.eval.final_variants, "eval.final_variants")
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if recipe.loss.ramp_epochs < 0:
-        raise ConfigError(
-            f"loss.ramp_epochs: expected 0 (off) or a positive integer, got {recipe.loss.ramp_epochs}"
-        )
     if not recipe.loss.terms:
         raise ConfigError("loss.terms: a recipe needs at least one loss term")

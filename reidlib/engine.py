@@ -47,7 +47,7 @@ from reidlib.device_augment import build_device_train_loader
 from reidlib.distributed import DistContext, barrier, init_distributed, shutdown
 from reidlib.errors import one_line
 from reidlib.evaluation import evaluate_network
-from reidlib.imagedata import build_train_loader
+from reidlib.imagedata import build_train_loader, check_dataset_images
 from reidlib.losses import Criterion
 from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
@@ -313,6 +313,7 @@ def _train(
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     dataset = prepare_dataset(recipe, data_root)
+    check_dataset_images(dataset)  # a bad file stops the run now, not in an epoch or at evaluation
     if any(v.rerank for v in _eval_variants(recipe)):  # refuse now, not after training
         check_rerank_memory(len(dataset.query), len(dataset.gallery))
     tr = build_training(recipe, dataset, runtime, ctx)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from reidlib.checks import check_int
 from reidlib.datasets.base import DatasetError, ImageRecord
 from reidlib.samplers import PKBatchSampler
 
@@ -45,6 +46,51 @@ def read_image(path: str | Path) -> Image.Image:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         # OSError covers missing files, UnidentifiedImageError and "image file is truncated".
         raise DatasetError(f"cannot read image {path}: {e}") from e
+
+
+JPEG_END = b"\xff\xd9"  # the EOI marker: a JPEG cut short has lost it
+
+
+def _header_problem(path: str) -> str | None:
+    """Why ``path`` is not a readable image, from its header and its end alone; None if it looks whole.
+
+    PIL identifies the file and its size from the header; a JPEG must end with its EOI marker (a file
+    cut short has lost it), other formats get PIL's ``verify``. When a JPEG lacks the marker (some
+    encoders pad after it), the file is decoded once to decide.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.format != "JPEG":
+                img.verify()
+                return None
+        with open(path, "rb") as f:
+            f.seek(max(0, Path(path).stat().st_size - 64))
+            if JPEG_END in f.read():
+                return None
+        read_image(path)
+        return None
+    except DatasetError as e:
+        return str(e.__cause__ or e)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return str(e) or type(e).__name__
+
+
+def check_image_files(records: Sequence[ImageRecord], split: str) -> None:
+    """Every file of a split is a readable image (:func:`_header_problem`), before any work on them.
+
+    DatasetError naming the first bad file and how many there are; a second per 10,000 images or so.
+    """
+    bad = [(r.path, why) for r in records if (why := _header_problem(r.path)) is not None]
+    if bad:
+        more = f" (and {len(bad) - 1} more bad files in the {split} split)" if len(bad) > 1 else ""
+        path, why = bad[0]
+        raise DatasetError(f"cannot read image {path} ({split} split): {why}{more}; replace or remove it")
+
+
+def check_dataset_images(dataset: Any, splits: Sequence[str] = ("train", "query", "gallery")) -> None:
+    """:func:`check_image_files` on each named split of a :class:`reidlib.datasets.ReidDataset`."""
+    for split in splits:
+        check_image_files(getattr(dataset, split), split)
 
 
 def _check_records(records: Sequence[ImageRecord]) -> list[ImageRecord]:
@@ -103,9 +149,7 @@ class ImageDataset(Dataset):
 
 
 def _check_workers(workers: int) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
-    return workers
+    return check_int("workers", workers, 0)
 
 
 def _loader_seed(seed: int, rank: int) -> int:
@@ -161,8 +205,7 @@ def build_test_loader(
 ) -> DataLoader:
     """Evaluation loader: records in their given order, last batch kept (nothing shuffled or dropped)."""
     workers = _check_workers(workers)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     return DataLoader(
         ImageDataset(records, transform),
         batch_size=batch_size,

@@ -14,8 +14,10 @@ docs/reading-the-papers.md#evaluation-official-protocol):
   query without a good match contributes AP = CMC = mINP = 0 (our choice; the MATLAB code never meets
   one on Market-1501). mINP uses the standard per-query value.
 
-In both modes a filtered gallery shorter than max_rank pads the CMC with its last value, and a problem
-where no query has a good match is an error rather than a row of zeros.
+In both modes max_rank is clipped to the gallery size (as torchreid does: a rank past the gallery
+means nothing, and a huge max_rank would only allocate), a filtered gallery shorter than max_rank pads
+the CMC with its last value, and a problem where no query has a good match is an error rather than a
+row of zeros.
 
 :func:`evaluate_rank_reference` is the definition: one plain loop per query, to read in a minute.
 :func:`evaluate_rank` is the fast version of the same numbers, and the tests hold it to the loop.
@@ -33,6 +35,8 @@ import sys
 
 import numpy as np
 import torch
+
+from reidlib.checks import check_int
 
 __all__ = [
     "CHUNK_ELEMENTS",
@@ -279,8 +283,7 @@ def evaluate_rank_reference(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    max_rank = check_int("max_rank", max_rank, 1)
     dist, q_pids, g_pids, q_camids, g_camids = (
         np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
         for a in (distmat, q_pids, g_pids, q_camids, g_camids)
@@ -288,6 +291,7 @@ def evaluate_rank_reference(
     if np.isnan(dist).any():
         raise ValueError("distmat contains NaN: distances must be finite (+inf is allowed)")
     num_q, num_g = dist.shape
+    max_rank = min(max_rank, num_g)
     all_cmc, all_ap, all_inp, num_valid = [], [], [], 0
     for q in range(num_q):
         ranked = sorted(range(num_g), key=lambda j, q=q: (dist[q, j], j))  # stable: ties by gallery index
@@ -347,8 +351,8 @@ def evaluate_rank(
             NaN is not.
         q_pids, g_pids, q_camids, g_camids: 1-D integer ids (numpy or torch), of length num_q / num_g.
             Junk pid -1 images must have been dropped at load time; pid 0 distractors simply never match.
-        max_rank: length of the returned CMC. A filtered gallery shorter than max_rank pads the CMC with
-            its last value (peer code crashes there).
+        max_rank: length of the returned CMC, clipped to the gallery size. A filtered gallery shorter
+            than max_rank pads the CMC with its last value (peer code crashes there).
         mode: ``"standard"`` (torchreid / fast-reid / BoT; queries without a match are skipped) or
             ``"official"`` (Market-1501 MATLAB code: trapezoidal AP, and every query counts, one without
             a good match adding AP = CMC = mINP = 0). See the module docstring.
@@ -430,8 +434,7 @@ def _checked_inputs(distmat, ids, max_rank, mode: str, chunk_rows):
     g_camids), max_rank, chunk_rows), the chunk size defaulting to the device's budget."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    max_rank = check_int("max_rank", max_rank, 1)
     distmat = _as_distmat(distmat)
     num_q, num_g = _shape(distmat)
     names, lengths = ("q_pids", "g_pids", "q_camids", "g_camids"), (num_q, num_g, num_q, num_g)
@@ -439,9 +442,9 @@ def _checked_inputs(distmat, ids, max_rank, mode: str, chunk_rows):
     if chunk_rows is None:
         budget = CHUNK_ELEMENTS if isinstance(distmat, torch.Tensor) else CPU_CHUNK_ELEMENTS
         chunk_rows = max(1, budget // max(num_g, 1))
-    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
-    return distmat, ids, int(max_rank), chunk_rows
+    else:
+        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
+    return distmat, ids, min(max_rank, num_g), chunk_rows
 
 
 _METRICS = ("euclidean", "cosine")
@@ -564,8 +567,7 @@ def evaluate_features(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
+    max_rank = check_int("max_rank", max_rank, 1)
     qf, gf = _as_features(qf, "qf"), _as_features(gf, "gf")
     if qf.shape[1] != gf.shape[1]:
         raise ValueError(
@@ -581,8 +583,8 @@ def evaluate_features(
     g_camids = _as_ids(g_camids, "g_camids", num_g, shape)
     if chunk_rows is None:  # a whole number of pairwise_distance's row blocks
         chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1) // ROW_BLOCK) * ROW_BLOCK
-    elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    else:
+        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
 
     q_pids, g_pids = _encode(q_pids, g_pids)
     q_camids, g_camids = _encode(q_camids, g_camids)
@@ -599,7 +601,7 @@ def evaluate_features(
 
     dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
     qf, gallery = qf.to(dtype), _Gallery(gf.to(dtype), metric)  # the gallery side prepared once
-    acc = _Accumulator(max_rank)
+    acc = _Accumulator(min(max_rank, num_g))
     for s in range(0, num_q, chunk_rows):
         e = min(s + chunk_rows, num_q)
         dist = gallery.distances(qf[s:e])  # (R, num_g) float32, as pairwise_distance's rows

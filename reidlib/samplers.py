@@ -12,24 +12,11 @@ epoch while every batch still has exactly P distinct identities x K images.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 
-
-def _as_int(name: str, value: Any, minimum: int, why: str = "") -> int:
-    """``value`` as an int >= ``minimum``; a ValueError naming the argument otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}{why}, got {value}")
-    return value
+from reidlib.checks import check_int
 
 
 class PKBatchSampler:
@@ -69,14 +56,14 @@ class PKBatchSampler:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.num_identities = _as_int("num_identities", num_identities, 2, " (a triplet needs 2 ids)")
-        self.num_instances = _as_int("num_instances", num_instances, 1)
-        self.seed = _as_int("seed", seed, 0)
-        self.world_size = _as_int("world_size", world_size, 1)
-        self.rank = _as_int("rank", rank, 0)
+        self.num_identities = check_int("num_identities", num_identities, 2, " (a triplet needs 2 ids)")
+        self.num_instances = check_int("num_instances", num_instances, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.world_size = check_int("world_size", world_size, 1)
+        self.rank = check_int("rank", rank, 0)
         if self.rank >= self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
-        pids = [_as_int("pids[...]", p, -(2**63)) for p in pids]
+        pids = [check_int("pids[...]", p, -(2**63)) for p in pids]
         if not pids:
             raise ValueError("pids is empty: the sampler needs at least num_identities identities")
         by_pid: dict[int, list[int]] = {}
@@ -87,6 +74,13 @@ class PKBatchSampler:
                 f"num_identities={self.num_identities} is more than the {len(by_pid)} identities in "
                 "the data; lower num_identities (P) or use a larger training split"
             )
+        largest = max(len(v) for v in by_pid.values())
+        if self.num_instances > largest:
+            raise ValueError(
+                f"num_instances={self.num_instances} (K images per identity) is more than the {largest} "
+                f"images of the data's largest identity: every chunk would be the same images repeated; "
+                f"use K <= {largest} (data.num_instances in a recipe)"
+            )
         # One array of dataset indices per identity, identities in increasing pid order.
         self._indices = [np.asarray(by_pid[pid], dtype=np.int64) for pid in sorted(by_pid)]
         self.epoch = 0
@@ -94,7 +88,7 @@ class PKBatchSampler:
     # ------------------------------------------------------------------ public API
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose plan :meth:`__iter__` yields (call before every epoch)."""
-        self.epoch = _as_int("epoch", epoch, 0)
+        self.epoch = check_int("epoch", epoch, 0)
 
     def __len__(self) -> int:
         """Batches per epoch for this rank (the same for every epoch and every rank)."""
@@ -111,7 +105,7 @@ class PKBatchSampler:
         missing = {"seed", "epoch"} - set(state)
         if missing:
             raise ValueError(f"PKBatchSampler state is missing {sorted(missing)}; got keys {sorted(state)}")
-        self.seed = _as_int("seed", state["seed"], 0)
+        self.seed = check_int("seed", state["seed"], 0)
         self.set_epoch(state["epoch"])
 
     # ------------------------------------------------------------------ the plan

@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
+from reidlib.checks import check_int
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ERASING_SCALE = (0.02, 0.4)  # random erasing: fraction of the image area
@@ -27,8 +29,7 @@ ERASING_RATIO = (0.3, 1 / 0.3)  # and aspect ratio h / w (drawn log-uniform)
 
 def _check_size(height: int, width: int) -> None:
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value, 1)
 
 
 def _check_probability(name: str, p: float) -> None:
@@ -107,8 +108,7 @@ def check_augmentation(
     _check_size(height, width)
     _check_probability("flip_p", flip_p)
     _check_probability("erasing_p", erasing_p)
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+    check_int("pad", pad, 0)
     scale = _check_range("erasing_scale", erasing_scale, 0.0, 1.0)
     ratio = _check_range("erasing_ratio", erasing_ratio, 1e-6, float("inf"))
     return scale, ratio

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 import torch
 
-from reidlib.config import ConfigError, load_recipe, recipe_from_dict, recipe_names
+from reidlib.config import ConfigError, ModelConfig, load_recipe, recipe_from_dict, recipe_names
 from reidlib.engine import build_criterion, build_network
+from reidlib.models import MODELS
 from reidlib.models.outputs import BranchOutput
 from reidlib.paths import repo_root
 
@@ -67,14 +69,16 @@ def test_paper_values_reach_the_dataclasses():
 
 
 def test_overrides_as_a_mapping_are_checked_the_same_way():
-    r = load_recipe("smoke", {"optim.epochs": 5, "model.options": {"r2": 0.3}, "eval.flip": True})
+    r = load_recipe("sen_smoke", {"optim.epochs": 5, "model.options": {"r2": 0.3}, "eval.flip": True})
     assert r.optim.epochs == 5 and r.model.options == {"r2": 0.3} and r.eval.flip is True
     with pytest.raises(ConfigError, match="optim.epochs"):
         load_recipe("smoke", {"optim.epochs": "five"})
 
 
 def test_overrides_are_typed():
-    r = load_recipe("smoke", ["optim.epochs=5", "optim.lr=1e-3", "model.options.r2=0.3", "eval.flip=true"])
+    r = load_recipe(
+        "sen_smoke", ["optim.epochs=5", "optim.lr=1e-3", "model.options.r2=0.3", "eval.flip=true"]
+    )
     assert r.optim.epochs == 5 and r.optim.lr == 1e-3 and r.eval.flip is True
     assert r.model.options["r2"] == 0.3
     assert isinstance(load_recipe("smoke", ["optim.lr=1"]).optim.lr, float)
@@ -93,7 +97,7 @@ def test_overrides_are_typed():
         ("eval.final_variants=[mirror]", ["eval.final_variants"]),
         ("loss.terms=[]", ["loss.terms"]),
         ("optim.epochs", ["key=value"]),
-        ("eval.every=0", ["eval.every", "positive"]),
+        ("eval.every=0", ["eval.every", ">= 1"]),
         ("train.checkpoint_every=0", ["train.checkpoint_every"]),
         ("eval.max_rank=0", ["eval.max_rank"]),
         ("data.test_batch_size=0", ["data.test_batch_size"]),
@@ -109,6 +113,105 @@ def test_bad_keys_and_values_are_named(override, words):
         load_recipe("smoke", [override])
     for w in words:
         assert w in str(err.value)
+
+
+# Every recipe value with a physical meaning has its range checked at load, named by its key; the
+# expected ranges are written here by hand from what each value means.
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("data.num_identities=1", ["data.num_identities", ">= 2"]),  # P: a triplet needs two ids
+        ("data.num_instances=0", ["data.num_instances", ">= 1"]),  # K
+        ("data.height=0", ["data.height", ">= 1"]),
+        ("data.width=-8", ["data.width", ">= 1"]),
+        ("data.pad=-1", ["data.pad", ">= 0"]),
+        ("data.flip_p=1.5", ["data.flip_p", "[0, 1]"]),
+        ("data.erasing_p=-0.1", ["data.erasing_p", "[0, 1]"]),
+        ("optim.epochs=0", ["optim.epochs", ">= 1"]),
+        ("optim.warmup_epochs=-1", ["optim.warmup_epochs", ">= 0"]),
+        ("optim.lr=0", ["optim.lr", "> 0"]),
+        ("optim.lr=-3.5e-4", ["optim.lr", "> 0"]),
+        ("optim.lr=.nan", ["optim.lr"]),
+        ("optim.gamma=-0.1", ["optim.gamma", "(0, 1]"]),
+        ("optim.gamma=0", ["optim.gamma", "(0, 1]"]),
+        ("optim.gamma=1.5", ["optim.gamma", "(0, 1]"]),
+        ("optim.weight_decay=-5e-4", ["optim.weight_decay", ">= 0"]),
+        ("optim.momentum=1", ["optim.momentum", "[0, 1)"]),
+        ("optim.milestones=[10, 0]", ["optim.milestones[1]", ">= 1"]),
+        ("train.seed=-1", ["train.seed", ">= 0"]),
+        ("train.threads=-2", ["train.threads", ">= 0"]),
+        ("train.max_iters_per_epoch=0", ["train.max_iters_per_epoch"]),
+        ("train.snapshot_epochs=[0]", ["train.snapshot_epochs[0]", ">= 1"]),
+        ("loss.label_smoothing=1", ["loss.label_smoothing", "[0, 1)"]),
+        ("loss.triplet_margin=-0.3", ["loss.triplet_margin"]),
+        ("loss.center_lr=-1", ["loss.center_lr", ">= 0"]),
+        ("eval.metric=manhattan", ["eval.metric", "cosine, euclidean"]),
+        ("eval.mode=matlab", ["eval.mode", "standard, official"]),
+        ("train.amp=fp8", ["train.amp", "auto, none, bf16, fp16"]),
+        ("model.last_stride=3", ["model.last_stride", "1, 2"]),
+        ("model.name=resnet", ["model.name", "baseline, sen, deep_miner, bdb"]),
+    ],
+)
+def test_values_outside_their_range_are_refused_at_load(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_recipe("smoke", [override])
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_edges_of_the_ranges_are_accepted():
+    r = load_recipe(
+        "smoke",
+        [
+            "optim.gamma=1",
+            "optim.weight_decay=0",
+            "data.flip_p=0",
+            "data.erasing_p=1",
+            "train.seed=0",
+            "data.pad=0",
+            "loss.label_smoothing=0",
+            "loss.triplet_margin=null",
+            "data.num_identities=2",
+        ],
+    )
+    assert (r.optim.gamma, r.optim.weight_decay, r.data.flip_p, r.loss.triplet_margin) == (
+        1.0,
+        0.0,
+        0.0,
+        None,
+    )
+
+
+def test_model_names_match_the_networks():
+    assert set(typing.get_args(typing.get_type_hints(ModelConfig, include_extras=True)["name"])) == set(
+        MODELS
+    )
+
+
+@pytest.mark.parametrize(
+    "network, override, words",
+    [
+        ("sen", "model.options.r1=low", ["model.options.r1", "number"]),
+        ("sen", "model.options.use_bs=maybe", ["model.options.use_bs", "true or false"]),
+        ("sen", "model.options.tau=0.5", ["model.options.tau", "unknown", "r1, r2"]),
+        ("baseline", "model.options.r2=0.3", ["model.options.r2", "'baseline'"]),
+        ("bdb", "model.options.head=linear", ["model.options.head", "reduction, bnneck"]),
+        ("deep_miner", "model.options.attention=se", ["model.options.attention", "sam+cham"]),
+        ("deep_miner", "model.options.ie_blocks=2", ["model.options.ie_blocks", "list"]),
+        ("deep_miner", "model.options.ie_blocks=[2, x]", ["model.options.ie_blocks[1]", "integer"]),
+    ],
+)
+def test_model_options_are_typed_by_the_network_constructor(network, override, words):
+    with pytest.raises(ConfigError) as err:
+        load_recipe("smoke", [f"model.name={network}", override])
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_model_options_of_the_right_type_pass_through():
+    r = load_recipe("smoke", ["model.name=deep_miner", "model.options.ie_blocks=[3]", "model.options.tau=1"])
+    assert r.model.options["ie_blocks"] == [3] and r.model.options["tau"] == 1.0
+    assert isinstance(r.model.options["tau"], float)
 
 
 def test_bad_loss_term_kind_is_refused():

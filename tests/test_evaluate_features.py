@@ -93,7 +93,14 @@ def test_small_galleries(num_g):
         want = evaluate_rank(pairwise_distance(qf, gf, "cosine"), *ids, max_rank=50, mode=mode)
         got = evaluate_features(qf, gf, *ids, mode=mode, max_rank=50, chunk_rows=2)
         assert_identical(got, want)
-        assert got["cmc"].shape == (50,) and got["cmc"][-1] == got["cmc"][num_g - 1]
+        assert got["cmc"].shape == (num_g,)  # max_rank 50 clipped to the gallery
+
+
+def test_a_huge_max_rank_is_clipped_to_the_gallery():
+    feats, ids = feature_problem(3, num_q=20, num_g=12, num_ids=4)
+    got = evaluate_features(*feats, *ids, max_rank=10**9)
+    assert got["cmc"].shape == (12,)
+    assert_identical(got, evaluate_features(*feats, *ids, max_rank=12))
 
 
 def test_never_builds_the_full_matrix(monkeypatch):
@@ -150,9 +157,9 @@ def test_errors():
         evaluate_features(qf, gf, *ids, metric="manhattan")
     with pytest.raises(ValueError, match="mode must be one of"):
         evaluate_features(qf, gf, *ids, mode="matlab")
-    with pytest.raises(ValueError, match="chunk_rows must be an integer >= 1"):
+    with pytest.raises(ValueError, match="chunk_rows: expected an integer >= 1"):
         evaluate_features(qf, gf, *ids, chunk_rows=0)
-    with pytest.raises(ValueError, match="max_rank must be an integer >= 1"):
+    with pytest.raises(ValueError, match="max_rank: expected an integer >= 1"):
         evaluate_features(qf, gf, *ids, max_rank=0)
     with pytest.raises(ValueError, match=r"g_pids has shape \(8,\)"):
         evaluate_features(qf, gf, ids[0], ids[1][:8], *ids[2:])

@@ -139,11 +139,12 @@ def test_torch_sort_path_on_cpu(monkeypatch, mode):
 #     (0 + 1/2) / 2 * 1 = 1/4.
 # q2 (pid 2, cam 1), distances [0.4, 0.1, 0.2, 0.3]:
 #   its only pid-2 image g1 is from cam 1 too -> junk; no valid match.
-# standard (2 valid queries), max_rank 5 (the filtered lists hold 3 and 4 items: padded):
-#   CMC = [(1+0)/2, (1+1)/2, 1, 1, 1] = [1/2, 1, 1, 1, 1]
+# standard (2 valid queries), max_rank 5, clipped to the 4 gallery items (the filtered lists hold 3
+# and 4 items: padded):
+#   CMC = [(1+0)/2, (1+1)/2, 1, 1] = [1/2, 1, 1, 1]
 #   mAP = (5/6 + 1/2) / 2 = 2/3; mINP = (2/3 + 1/2) / 2 = 7/12
 # official (all 3 queries, q2 counts 0):
-#   CMC = [1/3, 2/3, 2/3, 2/3, 2/3]; mAP = (19/24 + 1/4 + 0) / 3 = 25/72; mINP = (2/3 + 1/2) / 3 = 7/18
+#   CMC = [1/3, 2/3, 2/3, 2/3]; mAP = (19/24 + 1/4 + 0) / 3 = 25/72; mINP = (2/3 + 1/2) / 3 = 7/18
 HAND_DIST = np.array([[0.1, 0.3, 0.2, 0.4], [0.5, 0.2, 0.1, 0.2], [0.4, 0.1, 0.2, 0.3]])
 HAND_IDS = dict(
     q_pids=np.array([1, 2, 2]),
@@ -157,7 +158,7 @@ HAND_IDS = dict(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_hand_worked_standard(dtype, evaluate):
     r = evaluate(HAND_DIST.astype(dtype), **HAND_IDS, max_rank=5)
-    np.testing.assert_allclose(r["cmc"], [1 / 2, 1, 1, 1, 1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r["cmc"], [1 / 2, 1, 1, 1], rtol=0, atol=1e-15)
     assert r["mAP"] == pytest.approx(2 / 3, abs=1e-15)
     assert r["mINP"] == pytest.approx(7 / 12, abs=1e-15)
     assert r["num_valid_queries"] == 2
@@ -166,7 +167,7 @@ def test_hand_worked_standard(dtype, evaluate):
 @pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
 def test_hand_worked_official(evaluate):
     r = evaluate(HAND_DIST, **HAND_IDS, max_rank=5, mode="official")
-    np.testing.assert_allclose(r["cmc"], [1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r["cmc"], [1 / 3, 2 / 3, 2 / 3, 2 / 3], rtol=0, atol=1e-15)
     assert r["mAP"] == pytest.approx(25 / 72, abs=1e-15)
     assert r["mINP"] == pytest.approx(7 / 18, abs=1e-15)
     assert r["num_valid_queries"] == 2
@@ -220,7 +221,7 @@ def test_errors():
     nan[0, 1] = nan[2, 3] = np.nan
     with pytest.raises(ValueError, match="distmat contains 2 NaN value.*must be finite"):
         evaluate_rank(nan, **ids)
-    with pytest.raises(ValueError, match="max_rank must be an integer >= 1"):
+    with pytest.raises(ValueError, match="max_rank: expected an integer >= 1"):
         evaluate_rank(d, **ids, max_rank=0)
     with pytest.raises(ValueError, match="mode must be one of"):
         evaluate_rank(d, **ids, mode="matlab")
@@ -235,7 +236,7 @@ def test_reference_errors():
     d, ids = HAND_DIST, HAND_IDS
     with pytest.raises(ValueError, match="mode must be one of"):
         evaluate_rank_reference(d, **ids, mode="matlab")
-    with pytest.raises(ValueError, match="max_rank must be an integer >= 1"):
+    with pytest.raises(ValueError, match="max_rank: expected an integer >= 1"):
         evaluate_rank_reference(d, **ids, max_rank=0)
     nan = d.copy()
     nan[0, 1] = np.nan
@@ -298,3 +299,11 @@ def test_pairwise_distance_errors():
         pairwise_distance(torch.zeros(2, 3), torch.zeros(1, 4, 3))
     with pytest.raises(ValueError, match="metric must be one of"):
         pairwise_distance(torch.zeros(2, 3), torch.zeros(4, 3), metric="manhattan")
+
+
+@pytest.mark.parametrize("evaluate", [evaluate_rank, evaluate_rank_reference], ids=["fast", "reference"])
+def test_a_huge_max_rank_is_clipped_to_the_gallery(evaluate):
+    # 10**9 ranks would need gigabytes per query; past the 4 gallery items the CMC cannot change.
+    r = evaluate(HAND_DIST, **HAND_IDS, max_rank=10**9)
+    np.testing.assert_allclose(r["cmc"], [1 / 2, 1, 1, 1], rtol=0, atol=1e-15)
+    assert r["mAP"] == pytest.approx(2 / 3, abs=1e-15)

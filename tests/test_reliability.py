@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import types
 
 import pytest
 import torch
@@ -15,9 +17,11 @@ from reidlib import engine
 from reidlib.checkpoint import load_checkpoint
 from reidlib.cli import main
 from reidlib.config import ConfigError, load_recipe
+from reidlib.datasets import DatasetError, ImageRecord
 from reidlib.engine import train
 from reidlib.errors import one_line
 from reidlib.fileio import atomic_write_text
+from reidlib.imagedata import check_image_files
 from reidlib.runfolder import RunFolderError
 
 from conftest import poison_from, tiny_overrides, tiny_recipe
@@ -217,6 +221,44 @@ def test_a_dataloader_worker_error_is_one_line():
     assert "\n" in str(info.value)  # the worker's traceback rides in the message
     line = one_line(info.value)
     assert line.startswith("FileNotFoundError: data/img0.jpg: no such image") and "worker" in line
+
+
+def _with_a_truncated_query_image(tiny_synthetic, tmp_path):
+    """A copy of the tiny dataset whose first query JPEG lost its second half (a cut-off copy)."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    victim = sorted((root / "query").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    return root, victim
+
+
+def test_a_truncated_query_image_stops_the_run_before_training(tiny_synthetic, tmp_path, monkeypatch, capsys):
+    root, victim = _with_a_truncated_query_image(tiny_synthetic, tmp_path)
+    monkeypatch.setattr(engine, "_train_epoch", lambda *a: pytest.fail("an epoch started"))
+    out = tmp_path / "run"
+    assert main(["train", "--config", "smoke", "--out", str(out), *_sets(root, "data.workers=2")]) == 2
+    line = _error_line(capsys)
+    assert str(victim) in line and "query split" in line
+    assert not (out / "log.jsonl").exists()
+    args = ["evaluate", "--checkpoint", "unused.pt", "--workers", "2", "--root", str(root)]
+    monkeypatch.setattr(engine, "load_network", lambda *a, **k: (None, tiny_recipe(root)))
+    monkeypatch.setattr(engine, "resolve_runtime", lambda *a: types.SimpleNamespace(place=lambda m: m))
+    assert main(args) == 2
+    assert str(victim) in _error_line(capsys)
+
+
+def test_the_image_check_tells_whole_files_from_broken_ones(tiny_synthetic, tmp_path):
+    root, victim = _with_a_truncated_query_image(tiny_synthetic, tmp_path)
+    gallery = sorted((root / "bounding_box_test").glob("*.jpg"))
+    check_image_files([ImageRecord(str(p), 0, 0) for p in gallery], "gallery")  # whole: no error
+    padded = gallery[0].with_name("padded.jpg")  # bytes after the EOI marker: still a whole image
+    padded.write_bytes(gallery[0].read_bytes() + b"\0" * 100)
+    check_image_files([ImageRecord(str(padded), 0, 0)], "gallery")
+    text = gallery[1].with_name("notes.jpg")
+    text.write_text("not an image")
+    records = [ImageRecord(str(p), 0, 0) for p in (gallery[2], victim, text)]
+    with pytest.raises(DatasetError, match=rf"{victim.name} \(query split\).*and 1 more bad files"):
+        check_image_files(records, "query")
 
 
 # ----------------------------------------------------------------------------- durable writes

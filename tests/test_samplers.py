@@ -129,12 +129,13 @@ def test_ddp_shares_interleave_to_the_single_process_plan():
     ("kwargs", "match"),
     [
         ({"num_identities": 9}, r"num_identities=9 .*8 identities"),
-        ({"num_identities": 1}, "num_identities must be >= 2"),
-        ({"num_instances": 0}, "num_instances must be >= 1"),
+        ({"num_identities": 1}, "num_identities: expected an integer >= 2"),
+        ({"num_instances": 0}, "num_instances: expected an integer >= 1"),
         ({"rank": 2, "world_size": 2}, "rank must be in"),
-        ({"world_size": 0}, "world_size must be >= 1"),
-        ({"seed": -1}, "seed must be >= 0"),
-        ({"num_instances": 2.5}, "num_instances must be an integer"),
+        ({"world_size": 0}, "world_size: expected an integer >= 1"),
+        ({"seed": -1}, "seed: expected an integer >= 0"),
+        ({"num_instances": 2.5}, "num_instances: expected an integer"),
+        ({"num_instances": 6}, r"num_instances=6 \(K .*5 images of the data's largest identity"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, match):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor, nn
 
-ATTENTION_KINDS = ("none", "sam", "cham", "sam+cham")
+AttentionKind = Literal["none", "sam", "cham", "sam+cham"]
+ATTENTION_KINDS = get_args(AttentionKind)
 
 
 class SpatialAttention(nn.Module):
@@ -32,7 +35,8 @@ class SpatialAttention(nn.Module):
         return y + self.gamma * self.bn(mixed.view(b, c, h, w))
 
 
-CHAM_ACTIVATIONS = ("softmax_channels", "sigmoid")
+ChamActivation = Literal["softmax_channels", "sigmoid"]
+CHAM_ACTIVATIONS = get_args(ChamActivation)
 DEFAULT_CHAM_ACTIVATION = "sigmoid"  # chosen in ChannelAttention's docstring
 
 

@@ -20,16 +20,19 @@ backbone is then trained by the global branch alone).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args
 
 from torch import Tensor
 
+from reidlib.checks import check_choice, check_flag, check_fraction
 from reidlib.erasing import Erase, random_block_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
 from reidlib.models.heads import BNNeck, ReductionHead, global_avg_pool, global_max_pool
-from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
 
-BDB_HEADS = ("reduction", "bnneck")
+BDBHead = Literal["reduction", "bnneck"]
+BDB_HEADS = get_args(BDBHead)
 REDUCTION_DIMS = {"global": 512, "drop": 1024}  # the authors' code, whatever the backbone width
 
 
@@ -45,7 +48,7 @@ class BatchDropBlock(ReIDNetwork):
         last_stride: int = 1,
         h_ratio: float = 0.33,
         w_ratio: float = 1.0,
-        head: str = "reduction",
+        head: BDBHead = "reduction",
         detach_branches: bool = False,
     ):
         super().__init__()

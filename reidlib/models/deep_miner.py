@@ -17,16 +17,23 @@ Tables 1-4 are ``ie_blocks``, ``local`` and ``attention``;
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor, nn
 
+from reidlib.checks import check_choice, check_flag, check_fraction
 from reidlib.erasing import Erase, minmax_threshold_mask
-from reidlib.models.attention import CHAM_ACTIVATIONS, DEFAULT_CHAM_ACTIVATION, build_attention
+from reidlib.models.attention import (
+    CHAM_ACTIVATIONS,
+    DEFAULT_CHAM_ACTIVATION,
+    AttentionKind,
+    ChamActivation,
+    build_attention,
+)
 from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
-from reidlib.models.network import ReIDNetwork, check_choice, check_flag, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
 
 ATTENTION_AFTER = (2, 3)  # blocks followed by ATT in G and in the copies (section 3.4)
@@ -66,12 +73,12 @@ class DeepMiner(ReIDNetwork):
         backbone: str = "resnet50",
         pretrained: bool | str | Path = False,
         last_stride: int = 1,
-        ie_blocks: Iterable[int] = (2, 3),
+        ie_blocks: Sequence[int] = (2, 3),
         tau: float = 0.8,
         local: bool = True,
         num_stripes: int = 4,
-        attention: str = "sam+cham",
-        cham_activation: str = DEFAULT_CHAM_ACTIVATION,
+        attention: AttentionKind = "sam+cham",
+        cham_activation: ChamActivation = DEFAULT_CHAM_ACTIVATION,
         detach_branches: bool = False,
     ):
         super().__init__()

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-import operator
-
 import torch
 from torch import Tensor, nn
 
+from reidlib.checks import check_int
 from reidlib.models.outputs import ModelOutput
 
 
 def check_num_classes(num_classes: int) -> None:
-    try:
-        ok = not isinstance(num_classes, bool) and operator.index(num_classes) >= 1
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
-
-
-def check_fraction(name: str, value: float, *, closed: bool) -> None:
-    """Ratios live in [0, 1) (erasing everything is meaningless); thresholds in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    ok = 0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0
-    if not ok:
-        raise ValueError(f"{name}: expected a value in [0, {'1]' if closed else '1)'}, got {value}")
-
-
-def check_flag(name: str, value: bool) -> None:
-    """Switches must be true booleans: a YAML string such as "no" would otherwise count as true."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected true or false, got {value!r}")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    check_int("num_classes", num_classes, 1)
 
 
 class ReIDNetwork(nn.Module):

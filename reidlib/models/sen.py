@@ -20,10 +20,11 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from reidlib.checks import Bounds, check_flag, check_fraction, check_number
 from reidlib.erasing import Erase, low_activation_mask, top_activation_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
 from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
-from reidlib.models.network import ReIDNetwork, check_flag, check_fraction, check_num_classes
+from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
 
 
@@ -50,8 +51,7 @@ class SEN(ReIDNetwork):
         check_flag("use_ms", use_ms)
         check_flag("detach_branches", detach_branches)
         self.detach_branches = detach_branches
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
-            raise ValueError(f"p: expected a positive exponent, got {p}")
+        check_number("p", p, Bounds(0.0, low_open=True))  # the exponent of F(A) (eq. 1)
         self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels
         self.global_neck = BNNeck(c, num_classes)
