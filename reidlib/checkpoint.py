@@ -10,10 +10,8 @@ files are the fields of these two dataclasses (plus ``format`` and ``rng``), spe
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import random
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import torch
 from torch import nn
 
 from reidlib.config import Recipe, recipe_from_dict
-from reidlib.fileio import atomic_path
+from reidlib.fileio import TorchFileError, atomic_path, read_torch_file
 
 FORMAT = "reidlib-checkpoint-1"
 _FORMAT_KEY, _RNG_KEY = "format", "rng"
@@ -148,17 +146,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: a folder, expected a checkpoint file (e.g. {path / 'last.pt'})")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
-        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt, truncated or not a .pt file?)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path}: cannot read checkpoint (corrupt, truncated or not a .pt file?): {first}"
-        ) from err
+        ckpt = read_torch_file(path, "checkpoint")
+    except TorchFileError as err:
+        raise CheckpointError(str(err)) from err
     if not isinstance(ckpt, dict) or ckpt.get(_FORMAT_KEY) != FORMAT:
         raise CheckpointError(f"{path}: not a reidlib checkpoint (expected format {FORMAT!r})")
     missing = [f.name for f in dataclasses.fields(CheckpointInfo) if f.name not in ckpt]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -346,6 +347,8 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
     if d.num_instances < 2 and any(term.kind == "triplet" for term in recipe.loss.terms):
         raise ConfigError("data.num_instances must be >= 2 with a triplet loss (anchors need a positive)")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", recipe.train.device):
+        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {recipe.train.device!r}")
     outside = [e for e in recipe.train.snapshot_epochs if not 1 <= e <= o.epochs]
     if outside:
         raise ConfigError(f"train.snapshot_epochs: {outside} outside the run's epochs 1..{o.epochs}")

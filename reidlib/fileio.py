@@ -79,3 +79,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class TorchFileError(ValueError):
+    """A ``.pt`` file is missing, not a torch archive, or holds more than tensors and plain containers."""
+
+
+def read_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; one-line TorchFileError naming the file
+    and ``what`` it should be (a pickle with code in it is refused here, never run)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise TorchFileError(f"{path}: a folder, expected a {what} file")
+    if not path.is_file():
+        raise TorchFileError(f"{path}: {what} file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
+        raise TorchFileError(f"{path}: cannot read {what} (corrupt, truncated or not a .pt file?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TorchFileError(
+            f"{path}: cannot read {what} (corrupt, truncated or not a .pt file?): {first}"
+        ) from err

@@ -286,6 +286,10 @@ def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | 
               "the results folder below", file=sys.stderr)
         _print_latest(params, run_dir)
         return 130
+    except NotebookRunError as err:  # bad input: a parameter, a notebook name, a figure problem
+        print(f"error: {err}", file=sys.stderr)
+        _print_latest(params, run_dir)
+        return 2
     except Exception as err:  # papermill's execution error carries the failing cell
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         _print_latest(params, run_dir)

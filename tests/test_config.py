@@ -150,6 +150,8 @@ def test_bad_keys_and_values_are_named(override, words):
         ("train.amp=fp8", ["train.amp", "auto, none, bf16, fp16"]),
         ("model.last_stride=3", ["model.last_stride", "1, 2"]),
         ("model.name=resnet", ["model.name", "baseline, sen, deep_miner, bdb"]),
+        ("train.device=tpu", ["train.device", "auto, cpu, cuda or cuda:N"]),
+        ("train.device=cuda:x", ["train.device"]),
     ],
 )
 def test_values_outside_their_range_are_refused_at_load(override, words):

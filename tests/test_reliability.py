@@ -200,6 +200,31 @@ def test_a_resume_from_a_broken_last_pt_is_one_line(tiny_synthetic, tmp_path, ca
     assert "last.pt: cannot read checkpoint" in _error_line(capsys)
 
 
+class _Payload:
+    """A pickle that would create a file when unpickled: what a hostile weights file does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_malicious_pickle_as_pretrained_weights_is_refused_in_one_line(tiny_synthetic, tmp_path, capsys):
+    evil, marker = tmp_path / "weights.pt", tmp_path / "ran"
+    torch.save({"conv1.weight": _Payload(marker)}, evil)  # a real torch zip archive, code inside
+    args = ["train", "--config", "smoke", "--out", str(tmp_path / "run")]
+    assert main([*args, *_sets(tiny_synthetic, f"model.pretrained={evil}")]) == 2
+    line = _error_line(capsys)
+    assert str(evil) in line and "cannot read torchvision resnet18 weights" in line
+    assert not marker.exists()
+
+
+def test_bad_notebook_runner_input_is_one_line_exit_2(capsys):
+    assert main(["notebooks", "run", "--only", "99"]) == 2
+    assert "no notebook matches ['99']" in capsys.readouterr().err
+
+
 def test_debug_adds_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("REIDLIB_DEBUG", "1")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt")]) == 2

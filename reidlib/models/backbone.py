@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
+from reidlib.fileio import read_torch_file
+
 # name -> (torchvision builder, the ImageNet weights the papers' era used). V1 weights are the
 # classic torchvision/Caffe-era checkpoints that BoT, SEN and Deep Miner started from.
 _RESNETS = {
@@ -64,7 +66,7 @@ class ResNetBackbone(nn.Module):
         net = _RESNETS[name][0](weights=None)
         if pretrained:
             path = resolve_weights_file(name, pretrained)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_torch_file(path, f"torchvision {name} weights")
             try:
                 net.load_state_dict(state)
             except RuntimeError as err:
