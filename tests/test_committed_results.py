@@ -19,12 +19,37 @@ import pytest
 from reidlib.paths import repo_root
 
 RESULTS = repo_root() / "results" / "market1501_cpu"
-FOLDER_NAME = re.compile(r"^(?P<network>bot|bdb|sen|deep_miner)(?:_seed(?P<seed>\d+))?$")
+# <network>[_<variant>][_seed<N>]: the variant names what differs from the network's first CPU recipe
+FOLDER_NAME = re.compile(
+    r"^(?P<run>(?P<network>bot|bdb|sen|deep_miner)(?:_(?P<variant>faithful|ramp))?)(?:_seed(?P<seed>\d+))?$"
+)
 NETWORKS = ("bot", "bdb", "sen", "deep_miner")
-# the README labels of the networks in its results table
-README_LABELS = {"BoT": "bot", "Batch DropBlock": "bdb", "SEN": "sen", "Deep Miner": "deep_miner"}
-# train keys that say how a run was executed, not what was trained (they may differ between runs)
-EXECUTION_KEYS = {"seed", "progress", "keep_checkpoint", "snapshot_epochs", "checkpoint_every"}
+# the README labels of the runs in its results table
+README_LABELS = {
+    "BoT": "bot",
+    "Batch DropBlock": "bdb",
+    "Batch DropBlock, faithful": "bdb_faithful",
+    "Batch DropBlock, ramp": "bdb_ramp",
+    "SEN": "sen",
+    "Deep Miner": "deep_miner",
+    "Deep Miner, ramp": "deep_miner_ramp",
+}
+# train keys that say how a run was executed, not what was trained (they may differ between runs);
+# log_branch_grads measures on a copy of one batch and takes no step
+EXECUTION_KEYS = {
+    "seed",
+    "progress",
+    "keep_checkpoint",
+    "threads",
+    "snapshot_epochs",
+    "checkpoint_every",
+    "log_branch_grads",
+}
+# budget values a run may differ in, each stated in its recipe: faithful BDB ranks by the Euclidean
+# distance of its authors' code
+DOCUMENTED_DIFFERENCES = {"bdb_faithful": {("eval", "metric"): "euclidean"}}
+# recipe keys added after the first runs, with the value that means what those runs did
+LATER_KEYS = {("data", "device_augment"): False}
 # Market-1501's published split (Zheng et al. 2015): what every run must have been evaluated on
 MARKET1501 = {
     "train": {"images": 12936, "ids": 751, "cameras": 6},
@@ -52,9 +77,10 @@ def _log(folder: Path) -> list[dict]:
 
 
 def _network_and_seed(folder: Path) -> tuple[str, int]:
+    """(run name without the seed, e.g. "bdb_faithful", seed)."""
     match = FOLDER_NAME.match(folder.name)
-    assert match, f"{folder.name}: expected <network>[_seed<N>] with network one of {NETWORKS}"
-    return match["network"], int(match["seed"] or 0)
+    assert match, f"{folder.name}: expected <network>[_faithful|_ramp][_seed<N>], network one of {NETWORKS}"
+    return match["run"], int(match["seed"] or 0)
 
 
 def test_the_committed_runs_exist():
@@ -97,8 +123,13 @@ def test_final_metrics_are_the_last_logged_evaluation(folder):
     assert metrics["train_time_s"] > 0
 
 
-def _budget(params: dict) -> dict:
-    recipe = params["recipe"]
+def _budget(params: dict, run: str) -> dict:
+    recipe = json.loads(json.dumps(params["recipe"]))
+    for (block, key), value in DOCUMENTED_DIFFERENCES.get(run, {}).items():
+        assert recipe[block][key] == value, f"{run}: {block}.{key}"
+        recipe[block][key] = _json(RESULTS / "bot" / "params.json")["recipe"][block][key]
+    for (block, key), value in LATER_KEYS.items():
+        recipe[block].setdefault(key, value)
     model = recipe["model"]
     train = {k: v for k, v in recipe["train"].items() if k not in EXECUTION_KEYS}
     return {
@@ -111,7 +142,7 @@ def _budget(params: dict) -> dict:
 
 
 def test_all_runs_share_one_budget():
-    budgets = {p.name: _budget(_json(p / "params.json")) for p in RUNS}
+    budgets = {p.name: _budget(_json(p / "params.json"), _network_and_seed(p)[0]) for p in RUNS}
     reference = budgets[RUNS[0].name]
     for name, budget in budgets.items():
         for block in reference:
@@ -127,6 +158,8 @@ def test_every_network_and_the_repeated_seeds_are_there():
     best: tuple[float, str] | None = None
     for folder in RUNS:
         network, seed = _network_and_seed(folder)
+        if network not in NETWORKS:
+            continue  # a variant row (faithful, ramp) is extra evidence, not one of the four
         seeds.setdefault(network, set()).add(seed)
         if network != "bot" and seed == 0:
             best = max(best or (-1.0, ""), (_json(folder / "metrics.json")["mAP"], network))
@@ -142,6 +175,12 @@ def test_each_run_has_the_tables_of_its_report(folder):
     for name in ("training_log.csv", "final_metrics.csv", "ranked_lists.csv", "branch_metrics.csv"):
         assert (report / name).is_file(), f"{report / name} missing: run `make market1501-cpu`"
     assert (report / "summary.json").is_file()
+    if _json(folder / "params.json")["recipe"]["train"].get("log_branch_grads"):
+        assert (report / "branch_grads.csv").is_file()
+        for row in _log(folder):  # every epoch: each branch's norm, and the global branch's cosine 1
+            grads = row["branch_grads"]
+            assert grads["global"]["cosine"] == pytest.approx(1.0) and set(grads) > {"global"}
+            assert all(g["norm"] > 0 and -1 <= g["cosine"] <= 1 + 1e-9 for g in grads.values())
 
 
 def test_no_checkpoint_image_or_large_file_is_tracked():

@@ -15,6 +15,7 @@ Figures are built without pyplot (no global state, nothing shown twice); colours
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 
@@ -219,6 +220,17 @@ def _sweep_panel(ax: Axes, s: pd.DataFrame, metric: str, color: str, param: str,
 # ----------------------------------------------------------------------------- our four networks
 
 
+def _recipe_kinds(nets: list[str], recipes: list[str]) -> list[str]:
+    """What tells a network's recipes apart: ``bdb_faithful_market1501_cpu`` -> "faithful" beside
+    ``bdb_market1501_cpu`` -> "" (the network's name and the suffix all recipes share removed)."""
+    suffix = os.path.commonprefix([r[::-1] for r in recipes])[::-1] if len(set(recipes)) > 1 else ""
+    kinds = []
+    for net, recipe in zip(nets, recipes, strict=True):
+        core = recipe[: len(recipe) - len(suffix)] if suffix else recipe
+        kinds.append(core[len(net) :].strip("_").replace("_", " ") if core.startswith(net) else "")
+    return kinds
+
+
 def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Our networks at one budget: left, rank-1 / mAP / mINP per network (gain over BoT in points
     written under the value when ``gain_<metric>`` columns are present, see
@@ -227,10 +239,11 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
         raise ValueError("runs is empty: nothing to plot")
     nets = list(runs["network"])
     seeds = list(runs["seed"]) if "seed" in runs.columns else [None] * len(nets)
-    repeated = {n for n in nets if nets.count(n) > 1}  # a network run with several seeds
+    kinds = _recipe_kinds(nets, list(runs["recipe"]) if "recipe" in runs.columns else [""] * len(nets))
+    repeated = {n for n in nets if nets.count(n) > 1}  # a network run with several seeds or recipes
     names = [
-        NETWORK_LABELS.get(n, n) + (f"\nseed {s}" if n in repeated else "")
-        for n, s in zip(nets, seeds, strict=True)
+        NETWORK_LABELS.get(n, n) + (f" {k}" if k else "") + (f"\nseed {s}" if n in repeated else "")
+        for n, k, s in zip(nets, kinds, seeds, strict=True)
     ]
     metrics = ["rank1", "mAP", "mINP"]
     variants = [v for v in VARIANTS if f"{v}_mAP" in runs.columns and runs[f"{v}_mAP"].notna().any()]
