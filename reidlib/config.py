@@ -1,8 +1,10 @@
 """Typed recipes: dataclasses loaded from small YAML files, one per paper recipe.
 
 A recipe file may start with ``base: <recipe name>`` to inherit another recipe and override a few
-fields (nested mappings merge, lists and scalars replace). Unknown keys and wrongly typed values are
-refused with the dotted key that is wrong; ``--set a.b=value`` overrides go through the same checks.
+fields (nested mappings merge, lists and scalars replace); ``base: [<name>, <name>, ...]`` inherits
+several in order, each over the ones before (a paper recipe, then a shared budget such as
+``budgets/market1501_cpu``). Unknown keys and wrongly typed values are refused with the dotted key
+that is wrong; ``--set a.b=value`` overrides go through the same checks.
 """
 
 from __future__ import annotations
@@ -250,7 +252,13 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    return _merge(_read_raw(resolve_recipe_path(base), (*seen, path)), raw)
+    bases = base if isinstance(base, list) else [base]
+    if not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base: expected a recipe name or a list of them, got {base!r}")
+    merged: dict[str, Any] = {}
+    for name in bases:  # in order: each one's keys override the ones before
+        merged = _merge(merged, _read_raw(resolve_recipe_path(name), (*seen, path)))
+    return _merge(merged, raw)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
