@@ -9,6 +9,7 @@ that is wrong; ``--set a.b=value`` overrides go through the same checks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -277,13 +278,14 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
     """Load a recipe, apply overrides, and check every key and type.
 
     ``overrides`` are ``"key=value"`` strings (the command line's ``--set``; values read as YAML) or a
-    mapping ``{"optim.epochs": 5}`` (notebook parameters; values used as they are).
+    mapping ``{"optim.epochs": 5}`` (notebook parameters, ablation rows; values used as they are, in
+    order, checked the same way).
     """
     path = resolve_recipe_path(name_or_path)
     raw = _read_raw(path)
     raw.setdefault("name", path.stem)
     if isinstance(overrides, Mapping):
-        items = [(str(k).split("."), v, f"{k}={v!r}") for k, v in overrides.items()]
+        items = [(str(k).split("."), copy.deepcopy(v), f"{k}={v!r}") for k, v in overrides.items()]
     else:
         items = [(*parse_override(text), text) for text in overrides]
     for keys, value, text in items:
