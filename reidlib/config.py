@@ -1,16 +1,18 @@
 """Typed recipes: dataclasses loaded from small YAML files, one per paper recipe.
 
 A recipe file may start with ``base: <recipe name>`` to inherit another recipe and override a few
-fields (nested mappings merge, lists and scalars replace). Unknown keys, wrongly typed values and
-values outside their range (``Annotated[..., Bounds(...)]`` beside each field) are refused with the
-dotted key that is wrong, when the recipe is loaded; ``--set a.b=value`` overrides go through the same
-checks. ``model.options`` are checked against the chosen network's constructor: its parameter names
-and type hints.
+fields (nested mappings merge, lists and scalars replace); ``base: [<name>, <name>, ...]`` inherits
+several in order, each over the ones before (a paper recipe, then a shared budget such as
+``budgets/market1501_cpu``). Unknown keys, wrongly typed values and values outside their range
+(``Annotated[..., Bounds(...)]`` beside each field) are refused with the dotted key that is wrong, when
+the recipe is loaded; ``--set a.b=value`` overrides go through the same checks. ``model.options`` are
+checked against the chosen network's constructor: its parameter names and type hints.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
 import re
 import types
@@ -279,7 +281,13 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    return _merge(_read_raw(resolve_recipe_path(base), (*seen, path)), raw)
+    bases = base if isinstance(base, list) else [base]
+    if not bases or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base: expected a recipe name or a list of them, got {base!r}")
+    merged: dict[str, Any] = {}
+    for name in bases:  # in order: each one's keys override the ones before
+        merged = _merge(merged, _read_raw(resolve_recipe_path(name), (*seen, path)))
+    return _merge(merged, raw)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -298,13 +306,14 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
     """Load a recipe, apply overrides, and check every key and type.
 
     ``overrides`` are ``"key=value"`` strings (the command line's ``--set``; values read as YAML) or a
-    mapping ``{"optim.epochs": 5}`` (notebook parameters; values used as they are).
+    mapping ``{"optim.epochs": 5}`` (notebook parameters, ablation rows; values used as they are, in
+    order, checked the same way).
     """
     path = resolve_recipe_path(name_or_path)
     raw = _read_raw(path)
     raw.setdefault("name", path.stem)
     if isinstance(overrides, Mapping):
-        items = [(str(k).split("."), v, f"{k}={v!r}") for k, v in overrides.items()]
+        items = [(str(k).split("."), copy.deepcopy(v), f"{k}={v!r}") for k, v in overrides.items()]
     else:
         items = [(*parse_override(text), text) for text in overrides]
     for keys, value, text in items:

@@ -1,9 +1,9 @@
 """Training losses: label-smoothed ID loss, batch-hard triplet loss, center loss, and their weighted sum.
 
 The three losses are small functions of tensors (plus :class:`CenterLoss`, which owns the learnable
-centers). :class:`Criterion` combines them from a list of :class:`LossTerm` (data, not code), and the
-functions :func:`sen_terms`, :func:`deep_miner_terms`, :func:`bot_terms` and :func:`bdb_terms` write
-down the papers' term lists (SEN eq. 10, Deep Miner eq. 2, BoT, Batch DropBlock).
+centers). :class:`Criterion` combines them from a list of :class:`LossTerm` (data, not code); the
+papers' term lists (SEN eq. 10, Deep Miner eq. 2, BoT, Batch DropBlock) are the ``loss.terms`` of their
+recipes in ``reidlib/recipes``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ LOSS_KINDS = ("ce", "triplet", "center")
 
 # the branch every network has and no ramp touches (Criterion ramp_epochs)
 GLOBAL_BRANCH = "global"
-
-# lambda of SEN eq. 10 (lambda_2) and of Deep Miner eq. 2; BoT uses the same value.
-CENTER_LOSS_WEIGHT = 5e-4
 
 # Squared distances are clamped to this before the square root, so that the gradient of sqrt stays
 # finite (1 / (2 * 1e-6)) when two features coincide.
@@ -416,59 +413,3 @@ def ramp_factor(epoch: int, ramp_epochs: int) -> float:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch must be an integer >= 1 (1-based), got {epoch!r}")
     return 1.0 if ramp_epochs == 0 else min(1.0, epoch / ramp_epochs)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The papers' term lists
-# ---------------------------------------------------------------------------------------------------
-
-
-def sen_terms(use_bs: bool = True, use_ms: bool = True) -> list[LossTerm]:
-    """SEN eq. 10: L = L_ID1 + 0.5 L_ID2 + L_ID3 + L_tri + 0.0005 L_center.
-
-    ID1: CE of the global branch "global"; ID2: CE of the background-suppression branch "bs"
-    (lambda_1 = 0.5); ID3: CE of the maximum-activation-suppression branch "ms"; triplet (margin 0.3,
-    set in the Criterion) and center loss (lambda_2) on "global". ``use_bs`` / ``use_ms`` drop a
-    branch's term for the ablations of SEN Table 2.
-    """
-    terms = [LossTerm("global", "ce")]
-    if use_bs:
-        terms.append(LossTerm("bs", "ce", 0.5))
-    if use_ms:
-        terms.append(LossTerm("ms", "ce"))
-    terms += [LossTerm("global", "triplet"), LossTerm("global", "center", CENTER_LOSS_WEIGHT)]
-    return terms
-
-
-def deep_miner_terms(branches: Sequence[str]) -> list[LossTerm]:
-    """Deep Miner eq. 2 for each branch: L_ID + L_triplet + 0.0005 L_center, summed over ``branches``.
-
-    The triplet is the soft-margin form of eq. 5: build the Criterion with ``triplet_margin=None``.
-    """
-    branches = list(branches)
-    if not branches or len(set(branches)) != len(branches):
-        raise ValueError(f"branches must be a non-empty list of distinct branch names, got {branches}")
-    terms = []
-    for br in branches:
-        terms += [LossTerm(br, "ce"), LossTerm(br, "triplet"), LossTerm(br, "center", CENTER_LOSS_WEIGHT)]
-    return terms
-
-
-def bot_terms() -> list[LossTerm]:
-    """BoT (Luo et al.): CE + triplet (margin 0.3) + 0.0005 center, all on "global"."""
-    return [
-        LossTerm("global", "ce"),
-        LossTerm("global", "triplet"),
-        LossTerm("global", "center", CENTER_LOSS_WEIGHT),
-    ]
-
-
-def bdb_terms() -> list[LossTerm]:
-    """Batch DropBlock (Dai et al., ICCV 2019): CE + batch-hard triplet on "global" and on "drop"; no
-    center loss."""
-    return [
-        LossTerm("global", "ce"),
-        LossTerm("global", "triplet"),
-        LossTerm("drop", "ce"),
-        LossTerm("drop", "triplet"),
-    ]

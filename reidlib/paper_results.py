@@ -31,6 +31,7 @@ STRING_COLUMNS = ["paper", "method", "venue", "backbone", "dataset", "notes"]
 INT_COLUMNS = ["table", "row"]
 FLOAT_COLUMNS = ["rank1", "mAP", "score"]  # percent; NaN where the paper prints "-" or has no such column
 DATASETS = ("market1501", "dukemtmc", "cuhk03_labeled", "cuhk03_detected", "msmt17")
+PAPER_NAMES = {"sen": "SEN", "deep_miner": "Deep Miner"}  # paper key -> name as printed
 
 PAPER_TABLES: dict[tuple[str, int], str] = {
     ("sen", 2): "SEN ablation: Baseline, +BS, +MS, +BS+MS on Market1501, DukeMTMC-ReID, CUHK03 (L) and (D)",

@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from reidlib import ablations
-from reidlib.ablations import AblationRow, StaleRunError, compare_with_paper, grid_rows, run_grid
+from reidlib import ablation_grids as grids
+from reidlib.ablation_grids import AblationRow, grid_rows
+from reidlib.ablation_runner import StaleRunError, recipe_key, run_grid
 from reidlib.config import load_recipe
 from reidlib.engine import build_network
+from reidlib.paper_comparison import compare_with_paper, gains_over_first
 
 from conftest import tiny_recipe
 
-SMALL_NET = ["model.backbone=resnet18", "model.pretrained=false", "data.height=64", "data.width=32"]
+SMALL_NET = {"model.backbone": "resnet18", "model.pretrained": False, "data.height": 64, "data.width": 32}
 
 
 def _terms(recipe) -> list[tuple[str, str, float]]:
@@ -27,11 +29,11 @@ def _terms(recipe) -> list[tuple[str, str, float]]:
 # ----------------------------------------------------------------------------- the grids
 
 
-@pytest.mark.parametrize("grid", list(ablations.GRIDS))
+@pytest.mark.parametrize("grid", list(grids.GRIDS))
 def test_every_row_builds_a_model_whose_branches_are_the_loss_branches(grid):
     torch.manual_seed(0)
     images = torch.randn(2, 3, 64, 32)
-    for row in ablations.GRIDS[grid]("smoke"):
+    for row in grids.GRIDS[grid]("smoke"):
         recipe = row.load(SMALL_NET)
         model = build_network(recipe, num_classes=5).train()
         outputs = model(images)
@@ -52,8 +54,8 @@ def test_the_base_sets_the_budget_and_the_row_the_network(base):
             "deep_miner": ("market1501", 384, 120, "resnet50"),
         },
     }[base]
-    smoke_rows = {(r.table, r.row): r.load() for r in grid_rows(list(ablations.GRIDS), "smoke")}
-    for row in grid_rows(list(ablations.GRIDS), base):
+    smoke_rows = {(r.table, r.row): r.load() for r in grid_rows(list(grids.GRIDS), "smoke")}
+    for row in grid_rows(list(grids.GRIDS), base):
         recipe = row.load()
         paper = "sen" if row.table.startswith("sen") else "deep_miner"
         d = recipe.data
@@ -64,7 +66,7 @@ def test_the_base_sets_the_budget_and_the_row_the_network(base):
 
 
 def test_sen_table2_rows_drop_the_loss_terms_of_the_branches_that_are_off():
-    rows = {r.row: r.load() for r in ablations.sen_table2()}
+    rows = {r.row: r.load() for r in grids.sen_table2()}
     assert list(rows) == ["Baseline", "+BS", "+MS", "+BS+MS"]
     tail = [("global", "triplet", 1.0), ("global", "center", 0.0005)]
     expected = {  # SEN eq. 10, written out by hand
@@ -87,7 +89,7 @@ def test_sen_table2_rows_drop_the_loss_terms_of_the_branches_that_are_off():
 
 
 def test_deep_miner_rows_state_branches_attention_and_soft_margin():
-    t1 = {r.row: r.load() for r in ablations.deep_miner_table1()}
+    t1 = {r.row: r.load() for r in grids.deep_miner_table1()}
     assert t1["baseline (only global branch)"].model.options["ie_blocks"] == []
     assert [t.branch for t in t1["baseline (only global branch)"].loss.terms] == ["global"] * 3
     assert t1["After block 2"].model.options == {
@@ -97,7 +99,7 @@ def test_deep_miner_rows_state_branches_attention_and_soft_margin():
         "num_stripes": 4,
         "attention": "none",
     }
-    t4 = {r.row: r.load() for r in ablations.deep_miner_table4()}
+    t4 = {r.row: r.load() for r in grids.deep_miner_table4()}
     assert {k: r.model.options["attention"] for k, r in t4.items()} == {
         "No": "none",
         "SAM": "sam",
@@ -107,8 +109,17 @@ def test_deep_miner_rows_state_branches_attention_and_soft_margin():
     branches = [t.branch for t in t4["SAM"].loss.terms]
     assert branches == ["global"] * 3 + ["ie_b2"] * 3 + ["ie_b3"] * 3 + ["local"] * 3
     assert all(r.loss.triplet_margin is None for r in t4.values())
-    taus = [r.load().model.options["tau"] for r in ablations.deep_miner_tau_sweep(taus=(0.6, 0.8))[1:]]
+    taus = [r.load().model.options["tau"] for r in grids.deep_miner_tau_sweep(taus=(0.6, 0.8))[1:]]
     assert taus == [0.6, 0.8]
+
+
+def test_deep_miner_recipe_puts_the_same_eq2_terms_on_every_branch():
+    """The rows put the recipe's global-branch terms on each of their branches (eq. 2 per branch)."""
+    by_branch: dict[str, list] = {}
+    for term in load_recipe("deep_miner_market1501").loss.terms:
+        by_branch.setdefault(term.branch, []).append((term.kind, term.weight))
+    assert list(by_branch) == ["global", "ie_b2", "ie_b3", "local"]
+    assert all(terms == by_branch["global"] for terms in by_branch.values())
 
 
 @pytest.mark.parametrize(
@@ -119,9 +130,9 @@ def test_deep_miner_rows_state_branches_attention_and_soft_margin():
     ],
 )
 def test_the_full_rows_are_the_shipped_recipes(base, sen, dm):
-    full_sen = next(r for r in ablations.sen_table2(base) if r.row == "+BS+MS").load()
-    full_dm = next(r for r in ablations.deep_miner_table4(base) if r.row == "SAM & CHAM").load()
-    assert ablations.recipe_key(full_sen) == ablations.recipe_key(load_recipe(sen))
+    full_sen = next(r for r in grids.sen_table2(base) if r.row == "+BS+MS").load()
+    full_dm = next(r for r in grids.deep_miner_table4(base) if r.row == "SAM & CHAM").load()
+    assert recipe_key(full_sen) == recipe_key(load_recipe(sen))
     shipped = load_recipe(dm)
     if base == "cpu":
         # the one difference: deep_miner_market1501_cpu pins its committed run's CHAM (softmax over
@@ -129,7 +140,7 @@ def test_the_full_rows_are_the_shipped_recipes(base, sen, dm):
         assert shipped.model.options["cham_activation"] == "softmax_channels"
         assert full_dm.model.options["cham_activation"] == "sigmoid"
         shipped.model.options["cham_activation"] = "sigmoid"
-    assert ablations.recipe_key(full_dm) == ablations.recipe_key(shipped)
+    assert recipe_key(full_dm) == recipe_key(shipped)
 
 
 def test_slugs_are_folder_names_and_unique_per_grid():
@@ -142,7 +153,7 @@ def test_slugs_are_folder_names_and_unique_per_grid():
     }
     for label, slug in examples.items():
         assert AblationRow("t", label, "smoke").slug == slug
-    for name, grid in ablations.GRIDS.items():
+    for name, grid in grids.GRIDS.items():
         slugs = [r.slug for r in grid("smoke")]
         assert len(set(slugs)) == len(slugs), name
 
@@ -156,7 +167,7 @@ def test_every_published_reference_exists_in_the_transcribed_tables():
     from reidlib.paper_results import load_all
 
     paper = load_all()
-    rows = grid_rows(list(ablations.GRIDS))
+    rows = grid_rows(list(grids.GRIDS))
     ours = pd.DataFrame([{**_result(r), "rank1": 1.0, "mAP": 1.0, "mINP": 1.0} for r in rows])
     joined = compare_with_paper(ours, paper)
     published = joined[joined["source"] == "paper"]
@@ -201,8 +212,8 @@ def no_training(monkeypatch):
 
 
 def test_run_grid_reads_finished_rows_and_skips_missing_ones(tmp_path, no_training):
-    rows = ablations.sen_table2()
-    extra = ["optim.epochs=1"]
+    rows = grids.sen_table2()
+    extra = {"optim.epochs": 1}
     _write_run(
         tmp_path / "sen_table2" / "baseline",
         rows[0].load(extra),
@@ -213,7 +224,7 @@ def test_run_grid_reads_finished_rows_and_skips_missing_ones(tmp_path, no_traini
         rows[1].load(extra),
         {"rank1": 52.5, "rank5": 61.0, "rank10": 71.0, "mAP": 31.5, "mINP": 11.0},
     )
-    df = run_grid(rows, tmp_path, extra_overrides=extra, train=False, verbose=False)
+    df = run_grid(rows, tmp_path, overrides=extra, train=False, verbose=False)
     assert list(df["row"]) == ["Baseline", "+BS", "+MS", "+BS+MS"]
     assert list(df["status"]) == ["read", "read", "missing (train=False)", "missing (train=False)"]
     assert df["rank1"].iloc[:2].tolist() == [50.0, 52.5] and df["mAP"].iloc[:2].tolist() == [30.0, 31.5]
@@ -223,19 +234,19 @@ def test_run_grid_reads_finished_rows_and_skips_missing_ones(tmp_path, no_traini
 
 
 def test_run_grid_refuses_a_folder_that_holds_another_recipe(tmp_path, no_training):
-    row = ablations.sen_table2()[3]
+    row = grids.sen_table2()[3]
     _write_run(
-        tmp_path / "sen_table2" / row.slug, row.load(["model.options.r2=0.3"]), {"rank1": 1.0, "mAP": 1.0}
+        tmp_path / "sen_table2" / row.slug, row.load({"model.options.r2": 0.3}), {"rank1": 1.0, "mAP": 1.0}
     )
     with pytest.raises(StaleRunError, match=r"plus-bs-plus-ms.*model\.options\.r2: 0\.3 \(folder\) vs 0\.25"):
         run_grid([row], tmp_path, verbose=False)
 
 
 def test_rows_with_the_same_recipe_share_one_run(tmp_path, no_training):
-    t1_row = next(r for r in ablations.deep_miner_table1() if r.row == "After block 3")
+    t1_row = next(r for r in grids.deep_miner_table1() if r.row == "After block 3")
     _write_run(tmp_path / "deep_miner_table1" / t1_row.slug, t1_row.load(), {"rank1": 40.0, "mAP": 20.0})
-    t2_row = ablations.deep_miner_table2()[0]  # "After block 3" again
-    tau_row = next(r for r in ablations.deep_miner_tau_sweep() if r.value == 0.8)
+    t2_row = grids.deep_miner_table2()[0]  # "After block 3" again
+    tau_row = next(r for r in grids.deep_miner_tau_sweep() if r.value == 0.8)
     df = run_grid([t2_row, tau_row], tmp_path, verbose=False)
     assert list(df["status"]) == ["same run as deep_miner_table1/after-block-3"] * 2
     assert df["rank1"].tolist() == [40.0, 40.0] and df["mAP"].tolist() == [20.0, 20.0]
@@ -243,9 +254,9 @@ def test_rows_with_the_same_recipe_share_one_run(tmp_path, no_training):
 
 
 def test_run_grid_trains_a_missing_row_then_reads_it(tiny_synthetic, tmp_path, monkeypatch):
-    row = ablations.sen_table2()[2]  # +MS
-    tiny = [o for o in _tiny_overrides(tiny_synthetic)]
-    df = run_grid([row], tmp_path, extra_overrides=tiny, verbose=False)
+    row = grids.sen_table2()[2]  # +MS
+    tiny = _tiny_overrides(tiny_synthetic)
+    df = run_grid([row], tmp_path, overrides=tiny, verbose=False)
     folder = tmp_path / "sen_table2" / "plus-ms"
     saved = json.loads((folder / "metrics.json").read_text())
     params = json.loads((folder / "params.json").read_text())
@@ -258,26 +269,26 @@ def test_run_grid_trains_a_missing_row_then_reads_it(tiny_synthetic, tmp_path, m
         raise AssertionError("trained twice")
 
     monkeypatch.setattr("reidlib.engine.train", refuse)
-    again = run_grid([row], tmp_path, extra_overrides=tiny, verbose=False)
+    again = run_grid([row], tmp_path, overrides=tiny, verbose=False)
     assert again["status"].iloc[0] == "read" and again["mAP"].iloc[0] == saved["mAP"]
 
 
-def _tiny_overrides(root: Path) -> list[str]:
+def _tiny_overrides(root: Path) -> dict:
     """The overrides of conftest.tiny_recipe (applied after the row's network overrides)."""
     recipe = tiny_recipe(root)
-    return [
-        f"data.root={root}",
-        f"data.height={recipe.data.height}",
-        f"data.width={recipe.data.width}",
-        f"data.num_identities={recipe.data.num_identities}",
-        f"data.num_instances={recipe.data.num_instances}",
-        "optim.epochs=2",
-        "optim.warmup_epochs=1",
-        "optim.milestones=[1]",
-        "eval.every=2",
-        "train.max_iters_per_epoch=3",
-        "train.progress=false",
-    ]
+    return {
+        "data.root": str(root),
+        "data.height": recipe.data.height,
+        "data.width": recipe.data.width,
+        "data.num_identities": recipe.data.num_identities,
+        "data.num_instances": recipe.data.num_instances,
+        "optim.epochs": 2,
+        "optim.warmup_epochs": 1,
+        "optim.milestones": [1],
+        "eval.every": 2,
+        "train.max_iters_per_epoch": 3,
+        "train.progress": False,
+    }
 
 
 # ----------------------------------------------------------------------------- beside the papers
@@ -297,7 +308,7 @@ def _paper_csv(tmp_path: Path) -> pd.DataFrame:
 
 def test_compare_puts_each_published_row_before_ours(tmp_path):
     paper = _paper_csv(tmp_path)
-    rows = ablations.sen_table2()[:2] + [r for r in ablations.sen_r2_sweep(r2_values=(0.2, 0.25))]
+    rows = grids.sen_table2()[:2] + [r for r in grids.sen_r2_sweep(r2_values=(0.2, 0.25))]
     ours = pd.DataFrame(
         [{**_result(r), "rank1": 10.0 + i, "mAP": 5.0 + i, "mINP": 1.0} for i, r in enumerate(rows)]
     )
@@ -318,7 +329,7 @@ def test_compare_puts_each_published_row_before_ours(tmp_path):
 
 def test_compare_names_a_published_row_it_cannot_find(tmp_path):
     paper = _paper_csv(tmp_path)
-    row = ablations.sen_table2()[2]  # +MS is not in the small CSV
+    row = grids.sen_table2()[2]  # +MS is not in the small CSV
     ours = pd.DataFrame([{**_result(row), "rank1": 1.0, "mAP": 1.0, "mINP": 1.0}])
     with pytest.raises(ValueError, match=r"sen Table 2: no published row '\+MS' on market1501.*'\+BS'"):
         compare_with_paper(ours, paper)
@@ -334,50 +345,26 @@ def test_gains_over_first_row_per_table_and_source():
             "mAP": [80.0, 5.0, 80.5, 4.0, 81.0, 6.0],
         }
     )
-    out = ablations.gains_over_first(df)
+    out = gains_over_first(df)
     assert out["gain_rank1"].tolist()[:5] == [0.0, 0.0, 1.5, 2.0, -1.0] and math.isnan(
         out["gain_rank1"].iloc[5]
     )
     assert out["gain_mAP"].tolist() == [0.0, 0.0, 0.5, -1.0, 1.0, 1.0]
-    no_reference = ablations.gains_over_first(df.assign(mAP=[80.0, math.nan, 80.5, 4.0, 81.0, 6.0]))
+    no_reference = gains_over_first(df.assign(mAP=[80.0, math.nan, 80.5, 4.0, 81.0, 6.0]))
     assert no_reference["gain_mAP"].iloc[[1, 3, 5]].isna().all()  # not measured against the 2nd row
 
 
-def test_override_strings_read_back_as_the_values():
-    texts = ablations.override_strings(
-        {
-            "optim.epochs": 3,
-            "train.progress": False,
-            "loss.triplet_margin": None,
-            "optim.milestones": [1, 2],
-            "data.dataset": "dukemtmc",
-        }
-    )
-    assert texts == [
-        "optim.epochs=3",
-        "train.progress=false",
-        "loss.triplet_margin=null",
-        "optim.milestones=[1, 2]",
-        "data.dataset=dukemtmc",
-    ]
-    recipe = load_recipe("smoke", texts)
-    assert (
-        recipe.optim.epochs,
-        recipe.train.progress,
-        recipe.loss.triplet_margin,
-        recipe.optim.milestones,
-        recipe.data.dataset,
-    ) == (3, False, None, [1, 2], "dukemtmc")
+def test_run_grid_overrides_are_a_mapping(tmp_path, no_training):
     with pytest.raises(ValueError, match="expected a mapping"):
-        ablations.override_strings(["optim.epochs=3"])
+        run_grid(grids.sen_table2()[:1], tmp_path, overrides=["optim.epochs=3"], verbose=False)
 
 
 def test_snapshots_do_not_change_what_was_trained():
     # a run folder written before train.snapshot_epochs existed (no such key) is the same training
     plain = load_recipe("smoke")
     with_snapshots = load_recipe("smoke", ["train.snapshot_epochs=[1, 2]"])
-    assert ablations.recipe_key(plain) == ablations.recipe_key(with_snapshots)
+    assert recipe_key(plain) == recipe_key(with_snapshots)
     old = plain.to_dict()
     del old["train"]["snapshot_epochs"]
-    assert ablations.recipe_key(old) == ablations.recipe_key(plain)
-    assert ablations.recipe_key(load_recipe("smoke", ["optim.epochs=3"])) != ablations.recipe_key(plain)
+    assert recipe_key(old) == recipe_key(plain)
+    assert recipe_key(load_recipe("smoke", ["optim.epochs=3"])) != recipe_key(plain)

@@ -7,12 +7,13 @@ import typing
 
 import pytest
 import torch
+import yaml
 
 from reidlib.config import ConfigError, ModelConfig, load_recipe, recipe_from_dict, recipe_names
 from reidlib.engine import build_criterion, build_network
 from reidlib.models import MODELS
 from reidlib.models.outputs import BranchOutput
-from reidlib.paths import repo_root
+from reidlib.paths import recipes_dir, repo_root
 
 PAPER_RECIPES = [
     "bot_market1501",
@@ -243,6 +244,18 @@ def test_user_recipe_file_inherits_a_shipped_one(tmp_path):
     assert r.name == "mine" and r.model.options["use_bs"] is False and r.model.options["r2"] == 0.25
 
 
+def test_base_may_be_a_list_applied_in_order(tmp_path):
+    budget = tmp_path / "budget.yaml"
+    budget.write_text("optim:\n  epochs: 7\n  lr: 1.0e-3\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"base: [sen_market1501, {budget}]\noptim:\n  lr: 2.0e-3\n")
+    r = load_recipe(mine)
+    assert (r.model.name, r.optim.epochs, r.optim.lr, r.optim.milestones) == ("sen", 7, 2e-3, [45, 90])
+    mine.write_text("base: [sen_market1501, 3]\n")
+    with pytest.raises(ConfigError, match="base: expected a recipe name or a list"):
+        load_recipe(mine)
+
+
 def test_round_trip_through_dict():
     r = load_recipe("deep_miner_market1501")
     assert recipe_from_dict(r.to_dict()) == r
@@ -298,3 +311,58 @@ def test_cpu_recipes_still_train_what_the_committed_runs_recorded(network):
             assert now[section][key] == expected, f"{section}.{key}"
         for key, value in added.get(section, {}).items():
             assert key not in values and now[section][key] == value, f"{section}.{key}"
+
+
+# The budget of the CPU recipes (reidlib/recipes/budgets/market1501_cpu.yaml) as dotted keys: data sizes,
+# P x K, augmentation, loading, backbone, optimiser, epochs, schedule, evaluation and seed.
+CPU_BUDGET_KEYS = (
+    *(f"data.{k}" for k in ("dataset", "height", "width", "num_identities", "num_instances")),
+    *(f"data.{k}" for k in ("flip_p", "pad", "erasing_p", "workers", "cache_images", "test_batch_size")),
+    "model.backbone",
+    "model.pretrained",
+    "model.last_stride",
+    *(f"optim.{k}" for k in ("name", "lr", "weight_decay", "momentum", "epochs", "warmup_epochs")),
+    "optim.milestones",
+    "optim.gamma",
+    *(f"eval.{k}" for k in ("every", "metric", "mode", "flip", "rerank", "max_rank", "final_variants")),
+    "train.seed",
+    "train.amp",
+    "train.progress",
+    "train.log_branch_grads",
+)
+# keys added after the committed BoT run (absent from its params.json), as that run trained
+RECORDED_LATER = {"train.log_branch_grads": False}
+# the differences the recipe files document in their comments
+CPU_BUDGET_DIFFERENCES = {
+    "bdb_faithful_market1501_cpu": {"eval.metric": "euclidean", "train.log_branch_grads": True},
+    "bdb_ramp_market1501_cpu": {"train.log_branch_grads": True},
+    "deep_miner_ramp_market1501_cpu": {"train.log_branch_grads": True},
+}
+CPU_RECIPES = [name for name in recipe_names() if name.endswith("_market1501_cpu")]
+
+
+def _dotted(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "options":
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_the_budget_file_sets_only_checked_keys():
+    budget = _dotted(yaml.safe_load((recipes_dir() / "budgets" / "market1501_cpu.yaml").read_text()))
+    assert set(budget) <= set(CPU_BUDGET_KEYS)
+    assert len(CPU_RECIPES) == 7 and set(CPU_BUDGET_DIFFERENCES) <= set(CPU_RECIPES)
+
+
+@pytest.mark.parametrize("name", CPU_RECIPES)
+def test_cpu_recipes_have_the_budget_of_the_committed_bot_run(name):
+    """A finished run's provenance is the reference: every *_market1501_cpu recipe trains with the
+    budget results/market1501_cpu/bot/params.json recorded, but for the differences it documents."""
+    recorded = {**RECORDED_LATER, **_dotted(_recorded("bot"))}
+    expected = {key: recorded[key] for key in CPU_BUDGET_KEYS}
+    expected.update(CPU_BUDGET_DIFFERENCES.get(name, {}))
+    now = _dotted(load_recipe(name).to_dict())
+    assert {key: now[key] for key in CPU_BUDGET_KEYS} == expected

@@ -8,21 +8,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reidlib.config import load_recipe
 from reidlib.losses import (
-    CENTER_LOSS_WEIGHT,
     CenterLoss,
     Criterion,
     LossTerm,
     batch_hard_triplet,
-    bdb_terms,
-    bot_terms,
     cross_entropy_label_smooth,
-    deep_miner_terms,
     euclidean_distmat,
     ramp_factor,
-    sen_terms,
 )
 from reidlib.models.outputs import BranchOutput
+
+# the papers' term lists as their recipes state them (SEN eq. 10, BoT, Batch DropBlock)
+SEN_TERMS = load_recipe("sen_market1501").loss.terms
+BOT_TERMS = load_recipe("bot_market1501").loss.terms
+BDB_TERMS = load_recipe("bdb_market1501").loss.terms
 
 
 def softplus(x: float) -> float:
@@ -250,22 +251,9 @@ def _naive_center(feat: torch.Tensor, centers: torch.Tensor, pids: torch.Tensor)
     return sum(float(((feat[i] - centers[int(pids[i])]) ** 2).sum()) for i in range(len(pids))) / len(pids)
 
 
-def test_sen_terms_are_eq10():
-    assert sen_terms() == [
-        LossTerm("global", "ce", 1.0),
-        LossTerm("bs", "ce", 0.5),
-        LossTerm("ms", "ce", 1.0),
-        LossTerm("global", "triplet", 1.0),
-        LossTerm("global", "center", 0.0005),
-    ]
-    feature_terms = ["global/triplet", "global/center"]
-    assert [t.name for t in sen_terms(use_bs=False)] == ["global/ce", "ms/ce", *feature_terms]
-    assert [t.name for t in sen_terms(use_ms=False)] == ["global/ce", "bs/ce", *feature_terms]
-
-
 def test_criterion_sen_total_matches_eq10_by_independent_references():
     outputs = _outputs({"global": 8, "bs": 8, "ms": 8}, batch=len(PIDS))
-    crit = Criterion(sen_terms(), NUM_CLASSES, {"global": 8}, label_smoothing=0.1, triplet_margin=0.3)
+    crit = Criterion(SEN_TERMS, NUM_CLASSES, {"global": 8}, label_smoothing=0.1, triplet_margin=0.3)
     total, tensor_logs = crit(outputs, PIDS)
     # logs are detached 0-d tensors (no GPU sync per iteration); compare their values
     for v in tensor_logs.values():
@@ -301,12 +289,9 @@ def test_criterion_deep_miner_soft_margin_per_branch():
     branches = ["global", "ie1", "ie2", "local"]
     dims = {"global": 4, "ie1": 4, "ie2": 4, "local": 16}
     outputs = _outputs(dims, batch=len(PIDS), seed=3)
-    terms = deep_miner_terms(branches)
-    assert [(t.name, t.weight) for t in terms[:3]] == [
-        ("global/ce", 1.0),
-        ("global/triplet", 1.0),
-        ("global/center", CENTER_LOSS_WEIGHT),
-    ]
+    # Deep Miner eq. 2 on every branch, written out: L_ID + L_triplet + 0.0005 L_center
+    eq2 = (("ce", 1.0), ("triplet", 1.0), ("center", 5e-4))
+    terms = [LossTerm(branch, kind, weight) for branch in branches for kind, weight in eq2]
     crit = Criterion(terms, NUM_CLASSES, dims, triplet_margin=None)
     assert sorted(crit.centers) == sorted(branches)
     assert crit.centers["local"].centers.shape == (NUM_CLASSES, 16)
@@ -324,21 +309,21 @@ def test_criterion_deep_miner_soft_margin_per_branch():
     assert total.item() == pytest.approx(expected, rel=1e-9)
 
 
-def test_bot_and_bdb_terms():
-    assert bot_terms() == [
+def test_bot_and_bdb_recipe_terms():
+    assert BOT_TERMS == [
         LossTerm("global", "ce"),
         LossTerm("global", "triplet"),
         LossTerm("global", "center", 0.0005),
     ]
-    assert [t.name for t in bdb_terms()] == ["global/ce", "global/triplet", "drop/ce", "drop/triplet"]
-    assert all(t.weight == 1.0 for t in bdb_terms())
-    crit = Criterion(bdb_terms(), NUM_CLASSES, {})
+    assert [t.name for t in BDB_TERMS] == ["global/ce", "global/triplet", "drop/ce", "drop/triplet"]
+    assert all(t.weight == 1.0 for t in BDB_TERMS)
+    crit = Criterion(BDB_TERMS, NUM_CLASSES, {})
     assert list(crit.center_parameters()) == []
 
 
 def test_rescale_center_grads_undoes_the_loss_weight():
     outputs = _outputs({"global": 3}, batch=len(PIDS), seed=5)
-    crit = Criterion(bot_terms(), NUM_CLASSES, {"global": 3})
+    crit = Criterion(BOT_TERMS, NUM_CLASSES, {"global": 3})
     with torch.no_grad():
         crit.centers["global"].centers.copy_(torch.arange(18.0).reshape(6, 3) / 10)
     params = list(crit.center_parameters())
@@ -360,7 +345,7 @@ def test_rescale_center_grads_undoes_the_loss_weight():
 
 
 def test_rescale_center_grads_without_grad_is_a_no_op():
-    crit = Criterion(bot_terms(), NUM_CLASSES, {"global": 3})
+    crit = Criterion(BOT_TERMS, NUM_CLASSES, {"global": 3})
     crit.rescale_center_grads()  # no backward yet: grad is None
     assert crit.centers["global"].centers.grad is None
 
@@ -386,7 +371,7 @@ def test_criterion_ramps_every_non_global_term_and_only_those():
         LossTerm("global", "triplet"),
         LossTerm("drop", "ce", 0.5),
         LossTerm("drop", "triplet"),
-        LossTerm("drop", "center", CENTER_LOSS_WEIGHT),
+        LossTerm("drop", "center", 5e-4),
     ]
     outputs = _outputs(branches, batch=len(PIDS), seed=9)
     plain = Criterion(terms, NUM_CLASSES, branches, ramp_epochs=0)
@@ -429,7 +414,7 @@ def test_rescale_center_grads_undoes_the_ramped_weight():
 def test_bad_ramp_epochs_is_named():
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="ramp_epochs"):
-            Criterion(bot_terms(), NUM_CLASSES, {"global": 3}, ramp_epochs=bad)
+            Criterion(BOT_TERMS, NUM_CLASSES, {"global": 3}, ramp_epochs=bad)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -438,14 +423,14 @@ def test_bad_ramp_epochs_is_named():
 
 
 def test_criterion_missing_branch_names_it_and_the_present_ones():
-    crit = Criterion(sen_terms(), NUM_CLASSES, {"global": 8})
+    crit = Criterion(SEN_TERMS, NUM_CLASSES, {"global": 8})
     outputs = _outputs({"global": 8, "ms": 8}, batch=len(PIDS))
     with pytest.raises(ValueError, match=r"\['bs'\].*\['global', 'ms'\]"):
         crit(outputs, PIDS)
 
 
 def test_criterion_one_identity_raises():
-    crit = Criterion(bot_terms(), NUM_CLASSES, {"global": 4})
+    crit = Criterion(BOT_TERMS, NUM_CLASSES, {"global": 4})
     outputs = _outputs({"global": 4}, batch=4)
     with pytest.raises(ValueError, match="pids"):
         crit(outputs, torch.tensor([1, 1, 1, 1]))
@@ -470,15 +455,13 @@ def test_criterion_construction_errors():
     with pytest.raises(ValueError, match="twice"):
         Criterion([LossTerm("global", "ce"), LossTerm("global", "ce", 0.5)], NUM_CLASSES, {})
     with pytest.raises(ValueError, match="feat_dims.*'global'"):
-        Criterion(bot_terms(), NUM_CLASSES, {"drop": 4})
+        Criterion(BOT_TERMS, NUM_CLASSES, {"drop": 4})
     with pytest.raises(ValueError, match="num_classes"):
-        Criterion(bot_terms(), 0, {"global": 4})
+        Criterion(BOT_TERMS, 0, {"global": 4})
     with pytest.raises(ValueError, match="triplet_margin"):
-        Criterion(bot_terms(), NUM_CLASSES, {"global": 4}, triplet_margin=-1.0)
+        Criterion(BOT_TERMS, NUM_CLASSES, {"global": 4}, triplet_margin=-1.0)
     with pytest.raises(ValueError, match="label_smoothing"):
-        Criterion(bot_terms(), NUM_CLASSES, {"global": 4}, label_smoothing=1.5)
-    with pytest.raises(ValueError, match="branches"):
-        deep_miner_terms(["global", "global"])
+        Criterion(BOT_TERMS, NUM_CLASSES, {"global": 4}, label_smoothing=1.5)
 
 
 def test_triplet_half_precision_is_computed_in_float32():
@@ -493,8 +476,8 @@ def test_triplet_half_precision_is_computed_in_float32():
 def test_unchecked_terms_give_the_same_loss_and_check_labels_catches_what_they_skip():
     """The engine runs the terms with check_inputs=False (no GPU sync) and checks labels on the CPU."""
     outputs = _outputs({"global": 8, "bs": 8, "ms": 8}, batch=len(PIDS))
-    checked = Criterion(sen_terms(), NUM_CLASSES, {"global": 8})
-    unchecked = Criterion(sen_terms(), NUM_CLASSES, {"global": 8}, check_inputs=False)
+    checked = Criterion(SEN_TERMS, NUM_CLASSES, {"global": 8})
+    unchecked = Criterion(SEN_TERMS, NUM_CLASSES, {"global": 8}, check_inputs=False)
     unchecked.load_state_dict(checked.state_dict())
     assert torch.equal(checked(outputs, PIDS)[0], unchecked(outputs, PIDS)[0])
     with pytest.raises(ValueError, match="must lie in"):

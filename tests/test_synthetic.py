@@ -14,12 +14,9 @@ from PIL import Image
 
 from reidlib.datasets import synthetic
 from reidlib.datasets.base import DatasetError, read_market_folder, split_stats
-from reidlib.datasets.synthetic import (
-    SyntheticDatasetError,
-    describe_identity,
-    make_synthetic,
-    person_labels,
-)
+from reidlib.datasets.synthetic import SyntheticDatasetError, make_synthetic
+from reidlib.datasets.synthetic_plan import describe_identity
+from reidlib.datasets.synthetic_render import person_labels
 
 SMALL = {"num_train_ids": 8, "num_test_ids": 6}  # the set the tests and the quick checks use
 TINY = {"num_train_ids": 1, "num_test_ids": 1, "images_per_id": (4, 4), "num_distractors": 1, "num_junk": 1}
@@ -209,7 +206,7 @@ def test_overwrite_never_deletes_a_folder_it_did_not_write(tmp_path):
 
 
 def test_a_failure_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
-    real_render, calls = synthetic._render, []
+    real_render, calls = synthetic.render_jpeg, []
 
     def failing_render(*args, **kwargs):
         calls.append(1)
@@ -217,7 +214,7 @@ def test_a_failure_half_way_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_render", failing_render)
+    monkeypatch.setattr(synthetic, "render_jpeg", failing_render)
     with pytest.raises(RuntimeError, match="disk full"):
         make_synthetic(tmp_path / "d", **TINY)
     assert list(tmp_path.iterdir()) == []

@@ -88,8 +88,8 @@ def ablation_figure(
     param: str | None = None,
     metrics: Sequence[str] = ("rank1", "mAP"),
 ) -> Figure:
-    """One grid of :func:`reidlib.ablations.compare_with_paper` as dot plots: a row of panels per source
-    (published, ours), a column per metric. Table grids put the rows on x in grid order, draw the
+    """One grid of :func:`reidlib.paper_comparison.compare_with_paper` as dot plots: a row of panels per
+    source (published, ours), a column per metric. Table grids put the rows on x in grid order, draw the
     reference (first) row as a dashed line and write ``value (gain)`` at each point; sweeps (``param``
     set) put the swept value on x and draw rows without a value (the baseline) as a dotted line."""
     d = compare[compare["table"] == table]
