@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from reidlib.checks import check_int
 from reidlib.metrics import stable_sort_keys
 
 __all__ = ["check_rerank_memory", "re_ranking", "rerank_memory_bytes"]
@@ -225,8 +226,7 @@ def re_ranking(
     if nq == 0 or ng == 0:
         raise ValueError(f"q_g_dist needs at least one query and one gallery item, got shape {q_g.shape}")
     for name, value in (("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int(name, value, 1)
     if not 0.0 <= float(lambda_value) <= 1.0:
         raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value!r}")
     for name, x in (("q_g_dist", q_g), ("q_q_dist", q_q), ("g_g_dist", g_g)):

@@ -114,9 +114,9 @@ def test_inconsistent_shapes_and_bad_arguments():
         re_ranking(q_g, q_q, g_g[:, :11])
     with pytest.raises(ValueError, match="q_g_dist must be 2-D"):
         re_ranking(q_g[0], q_q, g_g)
-    with pytest.raises(ValueError, match="k1 must be"):
+    with pytest.raises(ValueError, match="k1: expected an integer"):
         re_ranking(q_g, q_q, g_g, k1=0)
-    with pytest.raises(ValueError, match="k2 must be"):
+    with pytest.raises(ValueError, match="k2: expected an integer"):
         re_ranking(q_g, q_q, g_g, k2=0)
     with pytest.raises(ValueError, match="lambda_value"):
         re_ranking(q_g, q_q, g_g, lambda_value=1.5)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from reidlib.checks import check_int
 from reidlib.datasets.market import SPLIT_FOLDERS
 from reidlib.datasets.synthetic_plan import NUM_CAMERAS, SyntheticDatasetError, check_seed, plan_images
 from reidlib.datasets.synthetic_render import camera, draw, render_jpeg
@@ -41,9 +42,10 @@ FORMAT_VERSION = 1
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise SyntheticDatasetError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    try:
+        return check_int(name, value, low)
+    except ValueError as err:
+        raise SyntheticDatasetError(str(err)) from None
 
 
 def _check_root(root: Path, overwrite: bool) -> None:
@@ -55,7 +57,8 @@ def _check_root(root: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise SyntheticDatasetError(
-            f"{root}: folder exists and is not empty; pass overwrite=True to replace it, "
+            f"{root}: folder exists and is not empty; pass --overwrite (overwrite=True in Python) "
+            f"to replace it, "
             "or choose another output folder"
         )
     if not (root / META_FILE).is_file():

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from reidlib.checks import check_int
 from reidlib.datasets.base import DatasetError
 
 NUM_CAMERAS = 6
@@ -97,9 +98,10 @@ class SyntheticDatasetError(DatasetError):
 
 
 def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SyntheticDatasetError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+    try:
+        return check_int("seed", seed, 0)
+    except ValueError as err:
+        raise SyntheticDatasetError(str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,8 +137,10 @@ def describe_identity(pid: int, seed: int = 0) -> dict[str, Any]:
     A pure function of (pid, seed), so a notebook can show what a pid should look like. The
     ``group`` entry is shared by identities that wear the same upper clothing.
     """
-    if isinstance(pid, bool) or not isinstance(pid, (int, np.integer)) or pid < 1:
-        raise SyntheticDatasetError(f"pid must be an integer >= 1, got {pid!r}")
+    try:
+        check_int("pid", pid, 1)
+    except ValueError as err:
+        raise SyntheticDatasetError(str(err)) from None
     seed = check_seed(seed)
     block, group, member = _group_of(int(pid), seed)
     g = rng_for(seed, TAG_GROUP_CUES, block, group)

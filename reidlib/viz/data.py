@@ -29,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from reidlib.checks import check_int
 from reidlib.datasets import DEFAULT_FOLDERS, DatasetError, ImageRecord, ReidDataset, load_dataset
 from reidlib.datasets.base import read_market_folder
 from reidlib.imagedata import read_image
@@ -328,8 +329,7 @@ def dataset_summary(
 
 def sample_per_camera(records: Sequence[ImageRecord], k: int, seed: int = 0) -> dict[int, list[ImageRecord]]:
     """Up to ``k`` records per camera (sorted camids), distinct identities first, seeded."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"samples_per_camera: expected a positive int, got {k!r}")
+    check_int("samples_per_camera", k, 1)
     rng = np.random.default_rng(seed)
     out: dict[int, list[ImageRecord]] = {}
     for cam in sorted({r.camid for r in records}):

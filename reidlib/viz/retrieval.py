@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from reidlib.checks import check_int
 from reidlib.datasets.base import ImageRecord
 from reidlib.erasing import activation_map
 from reidlib.imagedata import read_image
@@ -86,8 +87,7 @@ def ranked_lists(
     num_q, num_g = d.shape
     q_pids, q_camids = _as_ids(q_pids, "q_pids", num_q), _as_ids(q_camids, "q_camids", num_q)
     g_pids, g_camids = _as_ids(g_pids, "g_pids", num_g), _as_ids(g_camids, "g_camids", num_g)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
+    check_int("top_k", top_k, 1)
     queries = range(num_q) if queries is None else [int(q) for q in queries]
     bad = [q for q in queries if not 0 <= q < num_q]
     if bad:
@@ -129,8 +129,7 @@ def choose_queries(lists: Sequence[RankedList], num_queries: int, seed: int = 0)
     exists, the last successes give way to the first failures drawn (at least one shown), and likewise
     at least one success is kept when ``num_queries >= 2`` and one exists.
     """
-    if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
-        raise ValueError(f"num_queries: expected an integer >= 1, got {num_queries!r}")
+    check_int("num_queries", num_queries, 1)
     valid = [i for i, r in enumerate(lists) if r.num_matches > 0 and len(r.correct)]
     order = [valid[j] for j in np.random.default_rng(seed).permutation(len(valid))]
     n = min(num_queries, len(order))
