@@ -151,8 +151,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         inner, *extras = typing.get_args(tp)
         value = _convert(value, inner, key)
         for bounds in (x for x in extras if isinstance(x, Bounds)):
-            if not bounds.contains(value):
-                raise ConfigError(f"{key}: expected a value {bounds}, got {value!r}")
+            try:
+                bounds.check(key, value)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
