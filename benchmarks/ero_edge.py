@@ -48,19 +48,17 @@ import torch
 from torch import Tensor, nn
 
 from reidlib.datasets import load_dataset, make_synthetic
+from reidlib.datasets.base import SPLIT_FOLDERS
 from reidlib.engine import load_network
 from reidlib.erasing import minmax_threshold_mask
-from reidlib.imagedata import read_image
+from reidlib.imagedata import load_test_batch
 from reidlib.models import build_model
-from reidlib.transforms import build_test_transform
 
 
 def synthetic_images(count: int, height: int, width: int, root: Path) -> Tensor:
-    if not (root / "bounding_box_train").is_dir():
+    if not (root / SPLIT_FOLDERS["train"]).is_dir():
         make_synthetic(root, num_train_ids=16, num_test_ids=4, seed=0)
-    records = load_dataset("folder", root).train[:count]
-    transform = build_test_transform(height, width)
-    return torch.stack([transform(read_image(r.path)) for r in records])
+    return load_test_batch(load_dataset("folder", root).train[:count], height, width)
 
 
 def set_padding(model: nn.Module, mode: str) -> None:

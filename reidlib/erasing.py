@@ -5,7 +5,9 @@ A *mask function* maps features ``(B, C, H, W)`` to a keep-mask ``(B, 1, H, W)``
 in training and is the identity in evaluation. Masks are computed from detached features in float32,
 so no gradient flows through them and half-precision sums cannot overflow.
 
-``activation_map`` is also what the notebooks draw, so a figure shows exactly what the masks see.
+Each mask is a threshold or a sort of a *score map* exported here: :func:`activation_map` for SEN's
+M1 and M2, :func:`normalized_mean_map` for Deep Miner's ErO. The notebooks draw these same functions,
+so a figure shows exactly what the masks see.
 """
 
 from __future__ import annotations
@@ -76,21 +78,25 @@ def top_activation_mask(feat: Tensor, ratio: float, p: float = 2) -> Tensor:
     return _erase_extremes(activation_map(feat, p), count, largest=True)
 
 
-def minmax_threshold_mask(feat: Tensor, threshold: float) -> Tensor:
-    """Deep Miner ErO (eq. 1): channel mean, min-max normalised per image, erase where > threshold.
+def normalized_mean_map(feat: Tensor) -> Tensor:
+    """The score ErO thresholds (Deep Miner eq. 1): the channel mean, min-max scaled per image to [0, 1].
 
-    A constant map (max == min) erases nothing instead of dividing by zero
-    (docs/reading-the-papers.md#deep-miner-the-constant-map-ero).
+    A constant map (max == min) gives zeros instead of dividing by zero, so ErO then erases nothing
+    (docs/reading-the-papers.md#deep-miner-the-constant-map-ero). (B, C, H, W) -> (B, H, W).
     """
+    _check_feat(feat)
+    mean = feat.detach().float().mean(dim=1)  # (B, H, W)
+    lo = mean.amin(dim=(1, 2), keepdim=True)
+    span = mean.amax(dim=(1, 2), keepdim=True) - lo
+    return torch.where(span > 0, (mean - lo) / span.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+
+
+def minmax_threshold_mask(feat: Tensor, threshold: float) -> Tensor:
+    """Deep Miner ErO (eq. 1): erase where :func:`normalized_mean_map` > threshold."""
     _check_feat(feat)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold: expected a value in [0, 1], got {threshold}")
-    mean = feat.detach().float().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    lo = mean.amin(dim=(2, 3), keepdim=True)
-    hi = mean.amax(dim=(2, 3), keepdim=True)
-    span = hi - lo
-    norm = torch.where(span > 0, (mean - lo) / span.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-    return (norm <= threshold).float()
+    return (normalized_mean_map(feat) <= threshold).float().unsqueeze(1)  # (B, 1, H, W)
 
 
 def _round_half_up(x: float) -> int:

@@ -28,8 +28,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from reidlib.checks import check_int
-from reidlib.datasets.base import DatasetError, ImageRecord
+from reidlib.datasets.base import SPLITS, DatasetError, ImageRecord
 from reidlib.samplers import PKBatchSampler
+from reidlib.transforms import build_test_transform
 
 
 def read_image(path: str | Path) -> Image.Image:
@@ -49,6 +50,12 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 JPEG_END = b"\xff\xd9"  # the EOI marker: a JPEG cut short has lost it
+
+
+def load_test_batch(records: Sequence[ImageRecord], height: int, width: int) -> torch.Tensor:
+    """The records' images as the network sees them at test time (resized, normalised): (N, 3, H, W)."""
+    transform = build_test_transform(height, width)
+    return torch.stack([transform(read_image(r.path)) for r in records])
 
 
 def _header_problem(path: str) -> str | None:
@@ -87,7 +94,7 @@ def check_image_files(records: Sequence[ImageRecord], split: str) -> None:
         raise DatasetError(f"cannot read image {path} ({split} split): {why}{more}; replace or remove it")
 
 
-def check_dataset_images(dataset: Any, splits: Sequence[str] = ("train", "query", "gallery")) -> None:
+def check_dataset_images(dataset: Any, splits: Sequence[str] = SPLITS) -> None:
     """:func:`check_image_files` on each named split of a :class:`reidlib.datasets.ReidDataset`."""
     for split in splits:
         check_image_files(getattr(dataset, split), split)

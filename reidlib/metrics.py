@@ -263,6 +263,15 @@ def _query_stats(rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows:
 # --------------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------------
+def junk_mask(q_pid, q_camid, g_pids: np.ndarray, g_camids: np.ndarray) -> np.ndarray:
+    """The standard protocol's junk rule for one query: gallery items with its pid AND its camera
+    (the same person seen by the same camera is no retrieval). (num_g,) bool.
+
+    The fast paths apply the same rule to a query's matches only (``_chunk_matches_*``: a match whose
+    camera is the query's is junk)."""
+    return (np.asarray(g_pids) == q_pid) & (np.asarray(g_camids) == q_camid)
+
+
 def evaluate_rank_reference(
     distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50, mode: str = "standard"
 ) -> dict:
@@ -295,8 +304,8 @@ def evaluate_rank_reference(
     all_cmc, all_ap, all_inp, num_valid = [], [], [], 0
     for q in range(num_q):
         ranked = sorted(range(num_g), key=lambda j, q=q: (dist[q, j], j))  # stable: ties by gallery index
-        junk = {j for j in range(num_g) if g_pids[j] == q_pids[q] and g_camids[j] == q_camids[q]}
-        kept = [j for j in ranked if j not in junk]
+        junk = junk_mask(q_pids[q], q_camids[q], g_pids, g_camids)
+        kept = [j for j in ranked if not junk[j]]
         hits = [g_pids[j] == q_pids[q] for j in kept]  # True where the filtered list has a match
         positions = [i + 1 for i, hit in enumerate(hits) if hit]  # 1-based positions of the matches
         n = len(positions)
@@ -563,29 +572,10 @@ def evaluate_features(
     row the same bits in a chunk as in the whole matrix (its fixed ``ROW_BLOCK``), and the ranking and
     the reductions are evaluate_rank's own.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    max_rank = check_int("max_rank", max_rank, 1)
-    qf, gf = _as_features(qf, "qf"), _as_features(gf, "gf")
-    if qf.shape[1] != gf.shape[1]:
-        raise ValueError(
-            f"qf and gf must have the same feature dimension, got qf {_shape(qf)} and gf {_shape(gf)}"
-        )
-    if qf.device != gf.device:
-        raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
+    qf, gf, (q_pids, g_pids, q_camids, g_camids), max_rank, chunk_rows = _checked_features(
+        qf, gf, (q_pids, g_pids, q_camids, g_camids), metric, mode, max_rank, chunk_rows
+    )
     num_q, num_g = qf.shape[0], gf.shape[0]
-    shape = (num_q, num_g)
-    q_pids = _as_ids(q_pids, "q_pids", num_q, shape)
-    g_pids = _as_ids(g_pids, "g_pids", num_g, shape)
-    q_camids = _as_ids(q_camids, "q_camids", num_q, shape)
-    g_camids = _as_ids(g_camids, "g_camids", num_g, shape)
-    if chunk_rows is None:  # a whole number of pairwise_distance's row blocks
-        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1) // ROW_BLOCK) * ROW_BLOCK
-    else:
-        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
-
     q_pids, g_pids = _encode(q_pids, g_pids)
     q_camids, g_camids = _encode(q_camids, g_camids)
     on_gpu = qf.is_cuda
@@ -619,6 +609,34 @@ def evaluate_features(
             acc.add(rows, cols, junk, t - r, last=e == num_q and t == e - s)
         del dist
     return acc.result(num_q, num_g, mode)
+
+
+def _checked_features(qf, gf, ids, metric: str, mode: str, max_rank: int, chunk_rows: int | None):
+    """evaluate_features' arguments checked: (qf, gf, (q_pids, g_pids, q_camids, g_camids), max_rank,
+    chunk_rows), chunk_rows defaulting to a whole number of pairwise_distance's row blocks."""
+    q_pids, g_pids, q_camids, g_camids = ids
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    max_rank = check_int("max_rank", max_rank, 1)
+    qf, gf = _as_features(qf, "qf"), _as_features(gf, "gf")
+    if qf.shape[1] != gf.shape[1]:
+        raise ValueError(
+            f"qf and gf must have the same feature dimension, got qf {_shape(qf)} and gf {_shape(gf)}"
+        )
+    if qf.device != gf.device:
+        raise ValueError(f"qf and gf must be on the same device, got {qf.device} and {gf.device}")
+    shape = num_q, num_g = qf.shape[0], gf.shape[0]
+    q_pids = _as_ids(q_pids, "q_pids", num_q, shape)
+    g_pids = _as_ids(g_pids, "g_pids", num_g, shape)
+    q_camids = _as_ids(q_camids, "q_camids", num_q, shape)
+    g_camids = _as_ids(g_camids, "g_camids", num_g, shape)
+    if chunk_rows is None:  # a whole number of pairwise_distance's row blocks
+        chunk_rows = max(1, DISTANCE_CHUNK_ELEMENTS // max(num_g, 1) // ROW_BLOCK) * ROW_BLOCK
+    else:
+        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
+    return qf, gf, (q_pids, g_pids, q_camids, g_camids), max_rank, chunk_rows
 
 
 def _raise_on_nan_features(dist, start: int) -> None:

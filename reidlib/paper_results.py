@@ -1,9 +1,10 @@
 """The published result tables of SEN (Fan et al. 2021) and Deep Miner (Benzine et al. 2021), as DataFrames.
 
 The tables were transcribed once by hand into ``data/paper_results/<paper>_table<N>.csv`` (tidy: one row
-per method and dataset; see the README there for the sources and the transcription decisions). This
-module only reads them back with fixed column types, so notebooks can put reproduced numbers beside the
-papers' without retyping them.
+per method and dataset; see the README there for the sources and the transcription decisions). SEN
+Table 1 is not a result table but the datasets' statistics: ``sen_table1.csv``, one row per dataset,
+read by :func:`load_dataset_table`. This module only reads them back with fixed column types, so
+notebooks can put reproduced numbers beside the papers' without retyping them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ PAPER_TABLES: dict[tuple[str, int], str] = {
 }
 
 
+# SEN Table 1 (section 4.2.1, "Statistics of datasets"): one row per dataset, the printed columns.
+DATASET_TABLE = ("sen", 1)
+DATASET_TABLE_COLUMNS = [
+    "paper",
+    "table",
+    "dataset",
+    "train_ids",
+    "train_images",
+    "gallery_ids",
+    "gallery_images",
+    "cameras",
+    "resolution",
+    "notes",
+]
+DATASET_TABLE_STRINGS = ["paper", "dataset", "resolution", "notes"]
+
+
 class PaperResultsError(ValueError):
     """An unknown (paper, table) or a transcribed table that does not follow the schema."""
 
@@ -57,8 +75,9 @@ class PaperTableNotFound(FileNotFoundError):
 
 
 def paper_table_path(paper: str, table: int) -> Path:
-    """``<repo>/data/paper_results/<paper>_table<table>.csv`` for a (paper, table) in ``PAPER_TABLES``."""
-    if (paper, table) not in PAPER_TABLES:
+    """``<repo>/data/paper_results/<paper>_table<table>.csv`` for a (paper, table) in ``PAPER_TABLES``
+    or the ``DATASET_TABLE``."""
+    if (paper, table) not in PAPER_TABLES and (paper, table) != DATASET_TABLE:
         known = ", ".join(f"({p!r}, {t})" for p, t in PAPER_TABLES)
         raise PaperResultsError(f"no transcribed table ({paper!r}, {table!r}); known: {known}")
     return paper_results_dir() / f"{paper}_table{table}.csv"
@@ -70,12 +89,9 @@ def load_paper_table(paper: str, table: int) -> pd.DataFrame:
     Strings are never NaN (an empty cell is ""); rank1, mAP and score are float percent with NaN for
     "-" or an absent column.
     """
-    path = paper_table_path(paper, table)
-    if not path.is_file():
-        raise PaperTableNotFound(f"transcribed table {paper} Table {table} not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if list(df.columns) != COLUMNS:
-        raise PaperResultsError(f"{path}: columns {list(df.columns)}, expected {COLUMNS}")
+    if (paper, table) == DATASET_TABLE:
+        raise PaperResultsError(f"{paper} Table {table} holds dataset statistics: use load_dataset_table()")
+    path, df = _read_csv(paper, table, COLUMNS)
     for col in INT_COLUMNS + FLOAT_COLUMNS:
         values = df[col].str.strip().replace("", None)
         try:
@@ -95,6 +111,31 @@ def load_paper_table(paper: str, table: int) -> pd.DataFrame:
     if unknown:
         raise PaperResultsError(f"{path}: unknown dataset name(s) {unknown}; expected one of {DATASETS}")
     return df
+
+
+def load_dataset_table() -> pd.DataFrame:
+    """SEN Table 1 as printed: one row per dataset, counts as int64, resolution "fixed" or "vary"."""
+    path, df = _read_csv(*DATASET_TABLE, DATASET_TABLE_COLUMNS)
+    for col in DATASET_TABLE_COLUMNS:
+        if col not in DATASET_TABLE_STRINGS:
+            if not df[col].str.fullmatch(r"\d+").all():
+                raise PaperResultsError(f"{path}: column {col!r} must hold a count (digits) in every row")
+            df[col] = df[col].astype("int64")
+    unknown = sorted(set(df["dataset"]) - set(DATASETS))
+    if unknown:
+        raise PaperResultsError(f"{path}: unknown dataset name(s) {unknown}; expected one of {DATASETS}")
+    return df
+
+
+def _read_csv(paper: str, table: int, columns: list[str]) -> tuple[Path, pd.DataFrame]:
+    """The CSV of (paper, table) as strings ("" for an empty cell), its columns checked."""
+    path = paper_table_path(paper, table)
+    if not path.is_file():
+        raise PaperTableNotFound(f"transcribed table {paper} Table {table} not found: {path}")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    if list(df.columns) != columns:
+        raise PaperResultsError(f"{path}: columns {list(df.columns)}, expected {columns}")
+    return path, df
 
 
 def load_all() -> pd.DataFrame:

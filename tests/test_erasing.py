@@ -18,6 +18,7 @@ from reidlib.erasing import (
     activation_map,
     low_activation_mask,
     minmax_threshold_mask,
+    normalized_mean_map,
     random_block_mask,
     top_activation_mask,
 )
@@ -243,6 +244,19 @@ def test_minmax_threshold_by_hand(tau, keep):
     mask = minmax_threshold_mask(eroded_case(), tau)
     assert mask.shape == (1, 1, 2, 2)
     assert torch.equal(mask[0, 0], torch.tensor(keep, dtype=torch.float32))
+
+
+def test_normalized_mean_map_by_hand_is_what_ero_thresholds():
+    feat = torch.zeros(2, 2, 2, 2)
+    feat[0, 0] = torch.tensor([[0.0, 2.0], [4.0, 8.0]])
+    feat[0, 1] = torch.tensor([[2.0, 2.0], [2.0, 2.0]])  # channel means 1, 2, 3, 5
+    feat[1] = 3.0  # constant map
+    got = normalized_mean_map(feat)
+    torch.testing.assert_close(got[0], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))  # (m - 1) / (5 - 1)
+    torch.testing.assert_close(got[1], torch.zeros(2, 2))
+    for tau in (0.2, 0.25, 0.5, 0.9):
+        erased = minmax_threshold_mask(feat, tau)[:, 0] == 0
+        assert torch.equal(erased, got > tau)  # the drawn score explains exactly the erased cells
 
 
 def test_minmax_uses_the_channel_mean_not_a_single_channel():

@@ -7,9 +7,9 @@ import torch
 
 from reidlib.datasets import load_dataset
 from reidlib.evaluation import evaluate_branches, extract_features, rank_features, summarize
+from reidlib.imagedata import load_test_batch
 from reidlib.models import build_model
 from reidlib.runtime import Runtime
-from reidlib.viz.masks import load_image_batch
 
 H, W = 64, 32
 
@@ -39,7 +39,7 @@ def test_each_branch_ranks_like_its_own_output(sen_and_data):
     assert set(got) == {*model.embedding_branches, "all"}
     # independent path: the branch outputs of forward(), not slices of embed()
     with torch.inference_mode():
-        q_out, g_out = model(load_image_batch(ds.query, H, W)), model(load_image_batch(ds.gallery, H, W))
+        q_out, g_out = model(load_test_batch(ds.query, H, W)), model(load_test_batch(ds.gallery, H, W))
     for branch in model.embedding_branches:
         expected = summarize(
             rank_features(q_out[branch].bn_feat, g_out[branch].bn_feat, ds.query, ds.gallery)

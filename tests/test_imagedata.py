@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from reidlib.datasets.base import DatasetError, ImageRecord
-from reidlib.imagedata import ImageDataset, build_test_loader, build_train_loader, read_image
+from reidlib.imagedata import ImageDataset, build_test_loader, build_train_loader, load_test_batch, read_image
 from reidlib.transforms import build_test_transform, build_train_transform
 
 
@@ -177,3 +177,16 @@ def test_reseeded_generator_reproduces_augmentation_with_workers(tmp_path):
     first, again, other = epoch_images(11), epoch_images(11), epoch_images(12)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_load_test_batch_is_the_test_transform_of_each_image(tmp_path):
+    paths = []
+    for i, color in enumerate([(10, 20, 30), (200, 100, 0)]):
+        paths.append(tmp_path / f"000{i}_c1s1_000001_01.png")
+        Image.new("RGB", (8, 16), color).save(paths[-1])
+    records = [ImageRecord(str(p), i, 0) for i, p in enumerate(paths)]
+    batch = load_test_batch(records, 32, 16)
+    assert batch.shape == (2, 3, 32, 16) and batch.dtype == torch.float32
+    transform = build_test_transform(32, 16)
+    for image, path in zip(batch, paths, strict=True):
+        torch.testing.assert_close(image, transform(Image.open(path).convert("RGB")))

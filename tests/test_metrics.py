@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.metrics import evaluate_rank, evaluate_rank_reference, pairwise_distance, stable_sort_keys
+from reidlib.metrics import (
+    evaluate_rank,
+    evaluate_rank_reference,
+    junk_mask,
+    pairwise_distance,
+    stable_sort_keys,
+)
 
 
 def assert_same(got, want):
@@ -307,3 +313,11 @@ def test_a_huge_max_rank_is_clipped_to_the_gallery(evaluate):
     r = evaluate(HAND_DIST, **HAND_IDS, max_rank=10**9)
     np.testing.assert_allclose(r["cmc"], [1 / 2, 1, 1, 1], rtol=0, atol=1e-15)
     assert r["mAP"] == pytest.approx(2 / 3, abs=1e-15)
+
+
+def test_junk_mask_is_same_pid_and_same_camera():
+    g_pids = np.array([1, 1, 2, 1, 0])
+    g_camids = np.array([0, 1, 0, 0, 0])
+    got = junk_mask(1, 0, g_pids, g_camids)
+    assert got.tolist() == [True, False, False, True, False]  # pid 1 seen by camera 0, nothing else
+    assert not junk_mask(3, 0, g_pids, g_camids).any()

@@ -44,7 +44,6 @@ ABSOLUTE_DIMS = {"bdb": (512, 1024)}
 # (G, IE2, IE3, 4 stripes).
 EMBED_DIM_R50 = {"baseline": 2048, "sen": 4096, "deep_miner": 14336, "bdb": 1536}
 EMBED_DIM_R18 = {"baseline": 512, "sen": 1024, "deep_miner": 3584, "bdb": 1536}
-MAP_KEY = {"baseline": "backbone", "sen": "backbone", "deep_miner": "b4", "bdb": "backbone"}
 
 
 def images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -134,7 +133,7 @@ def test_resnet50_forward_backward(name):
     assert sum(out[b].bn_feat.shape[1] for b in model.embedding_branches) == EMBED_DIM_R50[name]
     model.eval()
     with torch.no_grad():
-        fmap = model.feature_maps(x[:1])[MAP_KEY[name]]
+        fmap = model.feature_maps(x[:1])["b4"]
     # 256x128 -> 2048x16x8 with last stride 1 (docs/reading-the-papers.md#shared-backbone-and-last-stride)
     assert fmap.shape == (1, 2048, 16, 8)
 
@@ -167,6 +166,39 @@ def test_resnet18_forward_backward_reaches_every_parameter(name):
     check_gradients(model)
 
 
+# The feature-map contract (ReIDNetwork): b1..b4 for every network, plus each erasing branch's input
+# under the branch's name; written out here, with the Erase module that must read each one.
+ERASED_INPUTS = {
+    "baseline": {},
+    "sen": {"bs": "bs_erase", "ms": "ms_erase"},
+    "bdb": {"drop": "drop_erase"},
+    "deep_miner": {"ie_b2": "ie_branches.ie_b2.erase", "ie_b3": "ie_branches.ie_b3.erase"},
+}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_feature_maps_name_the_same_roles_in_every_network(name):
+    model = r18(name).train()
+    x = images(2, 128, 64)
+    seen = {}
+    modules = dict(model.named_modules())
+    for key, module_name in ERASED_INPUTS[name].items():
+        modules[module_name].register_forward_pre_hook(
+            lambda m, args, key=key: seen.__setitem__(key, args[0])
+        )
+    with torch.no_grad():
+        maps = model.feature_maps(x)
+        model(x)
+    assert set(maps) == {"b1", "b2", "b3", "b4", *ERASED_INPUTS[name]}
+    strides = [maps[f"b{i}"].shape[2] for i in range(1, 5)]
+    assert strides == [32, 16, 8, 8]  # 128 rows: strides 4, 8, 16 and 16 (last stride 1)
+    for key in ERASED_INPUTS[name]:
+        torch.testing.assert_close(seen[key], maps[key], rtol=0, atol=0)  # what the Erase reads
+        assert model.describe_map(key)
+    with pytest.raises(KeyError, match="no feature map 'backbone'"):
+        model.describe_map("backbone")
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_same_structure_in_train_and_eval(name, small_models):
     model = small_models[name]
@@ -184,7 +216,7 @@ def test_same_structure_in_train_and_eval(name, small_models):
 def test_feature_map_size(name, height, map_hw, small_models):
     model = small_models[name].eval()  # last stride 1
     with torch.no_grad():
-        fmap = model.feature_maps(images(1, height, 128))[MAP_KEY[name]]
+        fmap = model.feature_maps(images(1, height, 128))["b4"]
     assert fmap.shape == (1, 512, *map_hw)
 
 
@@ -236,7 +268,8 @@ def test_sen_branches_match_hand_computed_masks():
     with torch.no_grad():
         maps = sen.feature_maps(x)
         out = sen(x)
-    a, b = maps["backbone"], maps["ms"]
+    a, b = maps["b4"], maps["ms"]
+    assert maps["bs"] is a  # M1 reads A itself
     assert a.shape == b.shape == (4, 512, 8, 4)
     m1 = sorted_keep_mask(a, 3, lowest=True)
     m2 = sorted_keep_mask(b, 8, lowest=False)
@@ -330,9 +363,7 @@ def test_bdb_reduction_heads_are_the_authors_and_embed_their_concat():
         return torch.relu((z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5))
 
     mask = bdb.drop_erase.last_mask
-    torch.testing.assert_close(
-        out["global"].feat, by_hand(bdb.global_neck, maps["backbone"].mean(dim=(2, 3)))
-    )
+    torch.testing.assert_close(out["global"].feat, by_hand(bdb.global_neck, maps["b4"].mean(dim=(2, 3))))
     torch.testing.assert_close(
         out["drop"].feat, by_hand(bdb.drop_neck, (maps["drop"] * mask).amax(dim=(2, 3)))
     )
@@ -749,7 +780,7 @@ def test_last_stride_two_halves_the_map(name, height, map_hw, small_models):
     x = images(1, height, 128)
     model2 = r18(name, last_stride=2).eval()
     with torch.no_grad():
-        a1 = small_models[name].eval().feature_maps(x)[MAP_KEY[name]]
-        a2 = model2.feature_maps(x)[MAP_KEY[name]]
+        a1 = small_models[name].eval().feature_maps(x)["b4"]
+        a2 = model2.feature_maps(x)["b4"]
     assert a2.shape[2:] == map_hw
     assert a1.shape[2] == 2 * a2.shape[2] and a1.shape[3] == 2 * a2.shape[3]

@@ -25,6 +25,7 @@ from reidlib.paper_results import (
     PaperResultsError,
     PaperTableNotFound,
     load_all,
+    load_dataset_table,
     load_paper_table,
 )
 from reidlib.paths import repo_root
@@ -168,6 +169,30 @@ def test_methods_in_both_papers_agree():
 
 # ---------------------------------------------------------------------------------------------------
 # Loader errors (no paper needed)
+
+
+def test_sen_table1_matches_the_printed_lines():
+    """The dataset statistics table, against the tab-separated rows printed under "Table 1."."""
+    lines = paper_lines("sen")
+    start = lines.index("Table 1. Statistics of datasets.")
+    printed = [line.split("\t") for line in lines[start + 1 : start + 8] if "\t" in line][1:]  # header off
+    names = {"Market1501": "market1501", "DukeMTMC-ReID": "dukemtmc", "CUHK03(D)": "cuhk03_detected"}
+    df = load_dataset_table()
+    assert len(printed) == len(df) == 3
+    for cells, row in zip(printed, df.itertuples(), strict=True):
+        assert names[cells[0]] == row.dataset
+        counts = [row.train_ids, row.train_images, row.gallery_ids, row.gallery_images, row.cameras]
+        assert [int(c) for c in cells[1:6]] == counts and cells[6] == row.resolution
+
+
+def test_the_dataset_table_is_read_by_its_own_reader(tmp_path, monkeypatch):
+    with pytest.raises(PaperResultsError, match="load_dataset_table"):
+        load_paper_table("sen", 1)
+    bad = (paper_results.paper_table_path("sen", 1)).read_text().replace(",751,", ",7x1,")
+    (tmp_path / "sen_table1.csv").write_text(bad, encoding="utf-8")
+    monkeypatch.setattr(paper_results, "paper_results_dir", lambda: tmp_path)
+    with pytest.raises(PaperResultsError, match="sen_table1.csv: column 'train_ids' must hold a count"):
+        load_dataset_table()
 
 
 def test_unknown_table_is_refused():

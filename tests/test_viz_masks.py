@@ -10,7 +10,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from reidlib import erasing
-from reidlib.datasets import ImageRecord
 from reidlib.models import build_model
 from reidlib.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reidlib.viz import masks as vmask
@@ -85,34 +84,12 @@ def test_erased_where_by_hand():
     assert border["erased_share"] == pytest.approx(0.5) and border["grid_share"] == pytest.approx(12 / 16)
 
 
-def test_normalized_mean_map_by_hand_and_agrees_with_ero():
-    feat = torch.zeros(2, 2, 2, 2)
-    feat[0, 0] = torch.tensor([[0.0, 2.0], [4.0, 8.0]])
-    feat[0, 1] = torch.tensor([[2.0, 2.0], [2.0, 2.0]])  # channel means 1, 2, 3, 5
-    feat[1] = 3.0  # constant map
-    got = vmask.normalized_mean_map(feat)
-    torch.testing.assert_close(got[0], torch.tensor([[0.0, 0.25], [0.5, 1.0]]))
-    torch.testing.assert_close(got[1], torch.zeros(2, 2))
-    for tau in (0.2, 0.25, 0.5, 0.9):
-        ero = erasing.minmax_threshold_mask(feat, tau)[:, 0]
-        assert torch.equal(ero == 0, got > tau)  # the drawn map explains exactly the ErO's erased cells
-
-
 def test_to_display_images_undoes_normalisation():
     pixels = torch.rand(2, 3, 4, 2)
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     shown = vmask.to_display_images((pixels - mean) / std)
     assert shown.shape == (2, 4, 2, 3)
     np.testing.assert_allclose(shown, pixels.permute(0, 2, 3, 1).numpy(), atol=1e-6)
-
-
-def test_load_image_batch(tmp_path):
-    from PIL import Image
-
-    path = tmp_path / "0001_c1s1_000001_01.png"
-    Image.new("RGB", (8, 16), (10, 20, 30)).save(path)
-    batch = vmask.load_image_batch([ImageRecord(str(path), 1, 0)] * 2, 32, 16)
-    assert batch.shape == (2, 3, 32, 16) and batch.dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------- feature maps
@@ -123,7 +100,7 @@ def images() -> torch.Tensor:
     return torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0))  # (B, 3, H, W)
 
 
-def test_block_outputs_and_erasing_inputs_of_sen(images):
+def test_erasing_inputs_of_sen_are_its_branch_inputs(images):
     torch.manual_seed(0)
     model = build_model("sen", 3, backbone="resnet18").train()
     feats, sources = vmask.erasing_inputs(model, images)
@@ -131,26 +108,33 @@ def test_block_outputs_and_erasing_inputs_of_sen(images):
     model.eval()
     with torch.no_grad():
         maps = model.feature_maps(images)
-    torch.testing.assert_close(feats["A"], maps["backbone"])
+    torch.testing.assert_close(feats["A"], maps["bs"])
     torch.testing.assert_close(feats["B"], maps["ms"])
+    torch.testing.assert_close(feats["Y2"], maps["b2"])
     assert feats["Y2"].shape == (2, 128, 8, 4) and feats["Y3"].shape == (2, 256, 4, 2)  # strides 8 and 16
     assert feats["A"].shape == (2, 512, 4, 2)  # last stride 1
     assert set(sources) == {"A", "B", "Y2", "Y3"} and "MS branch" in sources["B"]
-    assert "stand-in" in sources["Y2"]
+    assert "stand-in" not in sources["A"] + sources["B"]
+    assert "no 'ie_b2' branch: a stand-in" in sources["Y2"]
 
 
 def test_erasing_inputs_of_baseline_and_deep_miner(images):
     torch.manual_seed(0)
     baseline = build_model("baseline", 3, backbone="resnet18")
     feats, sources = vmask.erasing_inputs(baseline, images)
-    assert feats["B"] is feats["A"] and "no MS branch" in sources["B"]
+    assert feats["B"] is feats["A"] and "no 'ms' branch" in sources["B"]
+    bdb = build_model("bdb", 3, backbone="resnet18").eval()
+    feats, sources = vmask.erasing_inputs(bdb, images)
+    with torch.no_grad():
+        torch.testing.assert_close(feats["B"], bdb.feature_maps(images)["drop"])
+    assert "'drop'" in sources["B"] and "stand-in" in sources["B"]
     miner = build_model("deep_miner", 3, backbone="resnet18", local=False, ie_blocks=(2, 3)).eval()
     feats, sources = vmask.erasing_inputs(miner, images)
     with torch.no_grad():
         maps = miner.feature_maps(images)
-    torch.testing.assert_close(feats["Y2"], maps["b2"])
+    torch.testing.assert_close(feats["Y2"], maps["ie_b2"])
     torch.testing.assert_close(feats["A"], maps["b4"])
-    assert "after its attention" in sources["Y3"]
+    assert "after sam+cham, which ErO erases" in sources["Y3"] and "stand-in" not in sources["Y3"]
 
 
 # ----------------------------------------------------------------------------- figures

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from reidlib.datasets.base import (
+    SPLIT_FOLDERS,
     DatasetError,
     ImageRecord,
     ReidDataset,
@@ -27,7 +28,7 @@ from reidlib.paths import data_root
 
 def load_synthetic(root: Path) -> ReidDataset:
     """The synthetic set at ``root`` (Market-1501 layout), written with the defaults if it is missing."""
-    if not (Path(root) / "bounding_box_train").is_dir():
+    if not (Path(root) / SPLIT_FOLDERS["train"]).is_dir():
         print(f"{root} holds no dataset: writing the synthetic set there (seed 0, a few seconds)", flush=True)
         make_synthetic(root)
     return dataclasses.replace(load_folder(root), name="synthetic")

@@ -20,6 +20,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 
 
+SPLITS = ("train", "query", "gallery")
+# The Market-1501 layout's folder per split (DukeMTMC-reID and the synthetic set share it).
+SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
 class DatasetError(ValueError):
     """A dataset on disk is missing, malformed, or not the size its release says it is."""
 
@@ -50,7 +55,7 @@ class ReidDataset:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Images, identities and cameras per split (the ``data stats --json`` form)."""
-        return {name: split_stats(getattr(self, name)) for name in ("train", "query", "gallery")}
+        return {name: split_stats(getattr(self, name)) for name in SPLITS}
 
 
 def split_stats(records: Sequence[ImageRecord]) -> dict[str, int]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from reidlib.datasets.base import (
+    SPLITS,
     DatasetError,
     ImageRecord,
     ReidDataset,
@@ -90,7 +91,7 @@ def read_cuhk03(
 
     filelist, labels, camids = config["filelist"], config["labels"], config["camId"]
     splits = {}
-    for split in ("train", "query", "gallery"):
+    for split in SPLITS:
         records = [
             ImageRecord(str(images_dir / filelist[i]), int(labels[i]), int(camids[i]) - 1)
             for i in config[f"{split}_idx"]

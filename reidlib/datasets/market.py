@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reidlib.datasets.base import (
+    SPLIT_FOLDERS,
     ReidDataset,
     check_split_size,
     find_dataset_dir,
@@ -26,7 +27,6 @@ DUKEMTMC_FOLDERS = ("DukeMTMC-reID", "dukemtmc-reid", "dukemtmc")
 MARKET1501_SIZES = {"train": (12936, 751), "query": (3368, 750), "gallery": (15913, 751)}
 DUKEMTMC_SIZES = {"train": (16522, 702), "query": (2228, 702), "gallery": (17661, 1110)}
 
-SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
 def read_market_layout(

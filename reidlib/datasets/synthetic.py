@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from reidlib.checks import check_int
-from reidlib.datasets.market import SPLIT_FOLDERS
+from reidlib.datasets.base import SPLIT_FOLDERS
 from reidlib.datasets.synthetic_plan import NUM_CAMERAS, SyntheticDatasetError, check_seed, plan_images
 from reidlib.datasets.synthetic_render import camera, draw, render_jpeg
 

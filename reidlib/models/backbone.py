@@ -86,10 +86,16 @@ class ResNetBackbone(nn.Module):
         return (self.layer1, self.layer2, self.layer3, self.layer4)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.block_outputs(x)["b4"]  # (B, C, H/16, W/16) with last stride 1
+
+    def block_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """Y_1..Y_4, the outputs of the blocks B1..B4 (keys ``b1``..``b4``; ``b4`` is the output)."""
         x = self.stem(x)
-        for layer in self.layers():
+        out = {}
+        for i, layer in enumerate(self.layers(), start=1):
             x = layer(x)
-        return x  # (B, C, H/16, W/16) with last stride 1
+            out[f"b{i}"] = x  # (B, C_i, H_i, W_i)
+        return out
 
 
 def _out_channels(layer: nn.Sequential) -> int:

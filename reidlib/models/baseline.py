@@ -34,9 +34,10 @@ class Baseline(ReIDNetwork):
         self.feat_dims = {"global": c}
 
     def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
+        """Y_1..Y_4 (``b1``..``b4``); no erasing branch."""
         self.check_images(images)
-        return {"backbone": self.backbone(images)}
+        return self.backbone.block_outputs(images)
 
     def forward(self, images: Tensor) -> ModelOutput:
-        a = self.feature_maps(images)["backbone"]  # (B, C, h, w)
+        a = self.feature_maps(images)["b4"]  # (B, C, h, w)
         return {"global": self.global_neck(global_avg_pool(a))}

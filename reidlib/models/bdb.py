@@ -38,6 +38,7 @@ REDUCTION_DIMS = {"global": 512, "drop": 1024}  # the authors' code, whatever th
 
 class BatchDropBlock(ReIDNetwork):
     embedding_branches = ("global", "drop")
+    map_notes = {"drop": "a Bottleneck on the backbone output, which the drop block erases"}
 
     def __init__(
         self,
@@ -78,13 +79,16 @@ class BatchDropBlock(ReIDNetwork):
         self.feat_dims = dict(dims)
 
     def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
+        """``b1``..``b4``, and ``drop``: the drop branch's Bottleneck output, unerased."""
         self.check_images(images)
-        a = self.backbone(images)
-        return {"backbone": a, "drop": self.drop_block(a.detach() if self.detach_branches else a)}
+        maps = self.backbone.block_outputs(images)
+        a = maps["b4"]
+        maps["drop"] = self.drop_block(a.detach() if self.detach_branches else a)
+        return maps
 
     def forward(self, images: Tensor) -> ModelOutput:
-        maps = self.feature_maps(images)  # both (B, C, h, w)
+        maps = self.feature_maps(images)  # (B, C, h, w) each
         return {
-            "global": self.global_neck(global_avg_pool(maps["backbone"])),
+            "global": self.global_neck(global_avg_pool(maps["b4"])),
             "drop": self.drop_neck(global_max_pool(self.drop_erase(maps["drop"]))),
         }

@@ -87,7 +87,7 @@ class DeepMiner(ReIDNetwork):
         check_flag("local", local)
         check_flag("detach_branches", detach_branches)
         check_choice("cham_activation", cham_activation, CHAM_ACTIVATIONS)  # also without CHAM
-        self.detach_branches = detach_branches
+        self.detach_branches, self.attention = detach_branches, attention
         blocks = None if isinstance(ie_blocks, (int, str)) else tuple(ie_blocks)
         if blocks is None or not all(type(i) is int and 1 <= i <= 3 for i in blocks):
             raise ValueError(f"ie_blocks: expected a subset of {{1, 2, 3}} (ints), got {ie_blocks!r}")
@@ -117,24 +117,35 @@ class DeepMiner(ReIDNetwork):
         self.embedding_branches = tuple(self.feat_dims)
 
     def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
-        """Y_1..Y_4 of the global branch (after ATT where there is one): keys ``b1``..``b4``."""
+        """Y_1..Y_4 of the global branch (after ATT where there is one: ``b1``..``b4``), and each IE
+        branch's unerased input (``ie_b2`` is Y_2, detached under ``detach_branches``)."""
         self.check_images(images)
         y = self.stem(images)
         maps = {}
         for i, stage in enumerate(self.stages, start=1):
             y = stage(y)
             maps[f"b{i}"] = y
+        for name in self.ie_branches:
+            y = maps[f"b{name[-1]}"]  # "ie_b2" erases Y_2
+            maps[name] = y.detach() if self.detach_branches else y
         return maps
 
+    def describe_map(self, key: str) -> str:
+        if key in self.ie_branches:
+            return f"Y_{key[-1]}{self._after_attention(int(key[-1]))}, which ErO erases in IE branch {key}"
+        return super().describe_map(key) + (self._after_attention(int(key[1])) if key[0] == "b" else "")
+
+    def _after_attention(self, block: int) -> str:
+        return f" after {self.attention}" if block in ATTENTION_AFTER and self.attention != "none" else ""
+
     def forward(self, images: Tensor) -> ModelOutput:
-        ys = self.feature_maps(images)
-        out = {"global": self.global_neck(global_max_pool(ys["b4"]))}
-        if self.detach_branches:  # the control: only G's own loss trains the shared blocks
-            ys = {k: y.detach() for k, y in ys.items()}
+        maps = self.feature_maps(images)
+        out = {"global": self.global_neck(global_max_pool(maps["b4"]))}
         for name, branch in self.ie_branches.items():
-            out[name] = branch(ys[f"b{name[-1]}"])  # "ie_b2" erases Y_2
+            out[name] = branch(maps[name])
         if self.local_branch is not None:
-            out["local"] = self.local_branch(ys["b3"])
+            y3 = maps["b3"]  # detached in the control, as the IE inputs: only G's loss trains G
+            out["local"] = self.local_branch(y3.detach() if self.detach_branches else y3)
         return out
 
     def shared_parameters(self) -> list[nn.Parameter]:

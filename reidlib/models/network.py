@@ -1,4 +1,5 @@
-"""What all four networks share: input checks, the test embedding and per-branch dimensions."""
+"""What all four networks share: input checks, the feature-map contract, the test embedding and
+per-branch dimensions."""
 
 from __future__ import annotations
 
@@ -18,10 +19,32 @@ class ReIDNetwork(nn.Module):
 
     ``forward`` returns ``{branch: BranchOutput}`` in train and eval alike; ``embed`` concatenates the
     after-BN features of ``embedding_branches`` (the test embedding each paper specifies).
+
+    ``feature_maps(images)`` has the same keys for the same roles in every network, so a figure never
+    asks which network it holds:
+
+    - ``b1``..``b4``: Y_1..Y_4, the outputs of the ResNet blocks B1..B4 as the global branch sees them
+      (after Deep Miner's attention modules); the global branch pools ``b4``;
+    - one key per erasing branch, the branch's name (``bs``, ``ms``, ``drop``, ``ie_b2``, ``ie_b3``):
+      the map that branch's :class:`~reidlib.erasing.Erase` reads, before erasing.
+
+    ``map_notes`` says in words what each key of a network holds (:meth:`describe_map`).
     """
 
     embedding_branches: tuple[str, ...] = ()
     feat_dims: dict[str, int]
+    map_notes: dict[str, str] = {}
+
+    def feature_maps(self, images: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe_map(self, key: str) -> str:
+        """What ``feature_maps(...)[key]`` holds, in a few words (for figure captions)."""
+        if key in self.map_notes:
+            return self.map_notes[key]
+        if key in {"b1", "b2", "b3", "b4"}:
+            return f"Y_{key[1]}, the output of ResNet block B{key[1]}"
+        raise KeyError(f"{type(self).__name__} has no feature map {key!r}")
 
     @staticmethod
     def check_images(images: Tensor) -> None:

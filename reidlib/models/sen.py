@@ -29,6 +29,11 @@ from reidlib.models.outputs import ModelOutput
 
 
 class SEN(ReIDNetwork):
+    map_notes = {
+        "bs": "A, the backbone output (Y_4), which M1 erases in the BS branch",
+        "ms": "B, two Bottlenecks on A, which M2 erases in the MS branch",
+    }
+
     def __init__(
         self,
         num_classes: int,
@@ -69,21 +74,22 @@ class SEN(ReIDNetwork):
         self.embedding_branches = ("global", "ms") if use_ms else ("global",)
 
     def feature_maps(self, images: Tensor) -> dict[str, Tensor]:
-        """A (backbone output) and, with the MS branch, B (after the two bottlenecks), unerased."""
+        """``b1``..``b4`` (``b4`` = A), and the unerased inputs of M1 (``bs``: A) and M2 (``ms``: B)."""
         self.check_images(images)
-        maps = {"backbone": self.backbone(images)}
+        maps = self.backbone.block_outputs(images)
+        a = maps["b4"]
+        a_branch = a.detach() if self.detach_branches else a
+        if self.use_bs:
+            maps["bs"] = a_branch
         if self.use_ms:
-            a = maps["backbone"]
-            maps["ms"] = self.ms_blocks(a.detach() if self.detach_branches else a)
+            maps["ms"] = self.ms_blocks(a_branch)
         return maps
 
     def forward(self, images: Tensor) -> ModelOutput:
         maps = self.feature_maps(images)
-        a = maps["backbone"]  # (B, C, h, w)
-        out = {"global": self.global_neck(global_avg_pool(a))}
+        out = {"global": self.global_neck(global_avg_pool(maps["b4"]))}  # A: (B, C, h, w)
         if self.use_bs:
-            a_bs = a.detach() if self.detach_branches else a
-            out["bs"] = self.bs_neck(global_avg_pool(self.bs_erase(a_bs)))  # A' = A * M1 (eq. 4)
+            out["bs"] = self.bs_neck(global_avg_pool(self.bs_erase(maps["bs"])))  # A' = A * M1 (eq. 4)
         if self.use_ms:
             out["ms"] = self.ms_neck(global_max_pool(self.ms_erase(maps["ms"])))  # B * M2, then GMP
         return out

@@ -31,12 +31,11 @@ from PIL import Image
 
 from reidlib.checks import check_int
 from reidlib.datasets import DEFAULT_FOLDERS, DatasetError, ImageRecord, ReidDataset, load_dataset
-from reidlib.datasets.base import read_market_folder
+from reidlib.datasets.base import SPLIT_FOLDERS, SPLITS, read_market_folder
 from reidlib.imagedata import read_image
+from reidlib.paper_results import load_dataset_table
 from reidlib.reporting import FIGURE_DPI
 
-SPLITS = ("train", "query", "gallery")
-SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 PALETTE = dict(zip(SPLITS, sns.color_palette("colorblind", 3), strict=True))
 
 # SEN Table 1 columns, then what reidlib adds (query split, cameras per split, sizes, junk, distractors).
@@ -65,40 +64,6 @@ TABLE1_COLUMNS = (
     "distractor_images",
     "note",
 )
-
-# SEN Table 1 as printed (section 4.2.1).
-SEN_TABLE1 = {
-    "market1501": {
-        "train_ids": 751,
-        "train_images": 12936,
-        "gallery_ids": 750,
-        "gallery_images": 19732,
-        "cameras": 6,
-        "resolution": "fixed",
-    },
-    "dukemtmc": {
-        "train_ids": 702,
-        "train_images": 16522,
-        "gallery_ids": 1110,
-        "gallery_images": 17661,
-        "cameras": 8,
-        "resolution": "vary",
-    },
-    "cuhk03_detected": {
-        "train_ids": 767,
-        "train_images": 7365,
-        "gallery_ids": 700,
-        "gallery_images": 5332,
-        "cameras": 10,
-        "resolution": "vary",
-    },
-}
-SEN_TABLE1_NOTES = {
-    "market1501": "as printed: gallery images = the 19,732 files, junk included; gallery ids without pid 0",
-    "dukemtmc": "as printed: gallery ids include the 408 distractor ids",
-    "cuhk03_detected": "as printed: 10 cameras = 5 camera pairs of 2",
-}
-
 
 # ----------------------------------------------------------------------------- loading
 
@@ -275,10 +240,20 @@ def absent_row(name: str, note: str) -> dict[str, Any]:
 
 
 def paper_row(name: str) -> dict[str, Any] | None:
-    """SEN Table 1's row for ``name`` as printed (None if the paper has no row for it)."""
-    if name not in SEN_TABLE1:
+    """SEN Table 1's row for ``name`` as printed (``data/paper_results/sen_table1.csv``; None if the
+    paper has no row for it)."""
+    printed = load_dataset_table().set_index("dataset")
+    if name not in printed.index:
         return None
-    return {"dataset": name, "source": "SEN Table 1", **SEN_TABLE1[name], "note": SEN_TABLE1_NOTES[name]}
+    row = printed.loc[name]
+    counts = {c: int(row[c]) for c in TABLE1_COLUMNS if c in row.index and c != "resolution"}
+    return {
+        "dataset": name,
+        "source": "SEN Table 1",
+        **counts,
+        "resolution": row["resolution"],
+        "note": row["notes"],
+    }
 
 
 def table1(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Drawing what the erasing networks erase: activation maps and keep-masks over the input images.
 
-Every mask drawn here comes from :mod:`reidlib.erasing` (the functions the networks call); this module
-only computes the feature maps they are applied to (:func:`erasing_inputs`) and draws them. A mask
+Every mask and score drawn here comes from :mod:`reidlib.erasing` (the functions the networks call) and
+every map from the networks' ``feature_maps``; this module picks the maps each mask reads
+(:func:`erasing_inputs`) and draws them. A mask
 ``(h, w)`` lives on the feature-map grid; :func:`upsample_nearest` maps each image pixel to the cell
 that covers it, so a figure shows exactly which cells are erased: erased cells are shaded and hatched,
 and the cell grid is drawn. Activation maps are drawn cell by cell too (no smoothing), on a
@@ -22,12 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from reidlib.datasets import ImageRecord
-from reidlib.imagedata import read_image
 from reidlib.models import ReIDNetwork
-from reidlib.models.deep_miner import DeepMiner
 from reidlib.reporting import FIGURE_DPI
-from reidlib.transforms import build_test_transform, denormalize
+from reidlib.transforms import denormalize
 
 ERASED_COLOR = "#D55E00"  # Okabe-Ito vermillion: hatching of erased cells, erased bars
 KEPT_COLOR = "#0072B2"  # Okabe-Ito blue: kept positions
@@ -144,86 +142,45 @@ def grids(masks_or_maps: Tensor) -> np.ndarray:
     return (t[:, 0] if t.dim() == 4 else t).numpy()
 
 
-def normalized_mean_map(feat: Tensor) -> Tensor:
-    """The map Deep Miner's ErO thresholds: channel mean of (B, C, h, w), min-max scaled per image.
-
-    Drawn next to :func:`reidlib.erasing.minmax_threshold_mask`, whose erased cells are exactly where
-    this map exceeds tau; a constant map gives zeros (the ErO then erases nothing).
-    """
-    mean = feat.detach().float().mean(dim=1)  # (B, h, w)
-    lo = mean.amin(dim=(1, 2), keepdim=True)
-    span = mean.amax(dim=(1, 2), keepdim=True) - lo
-    return torch.where(span > 0, (mean - lo) / span.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-
-
 def to_display_images(images: Tensor) -> np.ndarray:
     """Normalised (N, 3, H, W) network input -> (N, H, W, 3) float array in [0, 1] for imshow."""
     return denormalize(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
 
 
-def load_image_batch(records: Sequence[ImageRecord], height: int, width: int) -> Tensor:
-    """The records' images through the test transform (resize, normalise): (N, 3, height, width)."""
-    transform = build_test_transform(height, width)
-    return torch.stack([transform(read_image(r.path)) for r in records])  # (N, 3, H, W)
-
-
-@torch.no_grad()
-def block_outputs(model: ReIDNetwork, images: Tensor) -> dict[str, Tensor]:
-    """Y_1..Y_4, the outputs of the ResNet blocks B1..B4 (keys ``b1``..``b4``), in eval mode.
-
-    Deep Miner's own ``feature_maps`` (after its attention modules); for the other networks, the
-    backbone's stem and layers, so Y_4 is the backbone output A.
-    """
-    if isinstance(model, DeepMiner):
-        return model.feature_maps(images)
-    if not hasattr(model, "backbone"):
-        name = type(model).__name__
-        raise ValueError(f"model: expected a reidlib network with a ResNet backbone, got {name}")
-    model.check_images(images)
-    y = model.backbone.stem(images)
-    out = {}
-    for i, layer in enumerate(model.backbone.layers(), start=1):
-        y = layer(y)
-        out[f"b{i}"] = y  # (B, C_i, H_i, W_i)
-    return out
+# What each mask the notebooks draw reads: the branch that owns it, then the stand-ins a network
+# without that branch offers, nearest first (feature-map keys of ReIDNetwork.feature_maps).
+MASK_INPUTS = {
+    "A": ("bs", "b4"),  # SEN M1 (and the grid of BDB's block)
+    "B": ("ms", "drop", "b4"),  # SEN M2
+    "Y2": ("ie_b2", "b2"),  # Deep Miner ErO after block 2
+    "Y3": ("ie_b3", "b3"),  # ... after block 3
+}
 
 
 @torch.no_grad()
 def erasing_inputs(model: ReIDNetwork, images: Tensor) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """The feature maps the four masks are computed from, and a line saying where each comes from.
+    """The feature maps the four masks are computed from (eval mode), and a line saying where each
+    comes from.
 
-    Keys: ``A`` (SEN's M1 input and the grid of the random block), ``B`` (SEN's M2 input), ``Y2``,
-    ``Y3`` (Deep Miner's ErO inputs). Networks without a branch get the nearest stand-in, and the
-    description says so.
+    Keys of :data:`MASK_INPUTS`: ``A`` (SEN's M1 input), ``B`` (SEN's M2 input), ``Y2``, ``Y3`` (Deep
+    Miner's ErO inputs). A network without the owning branch gives its nearest stand-in, and the line
+    says so.
     """
     was_training = model.training
     model.eval()
     try:
-        blocks = block_outputs(model, images)
         maps = model.feature_maps(images)
     finally:
         model.train(was_training)
     name = type(model).__name__
-    feats = {"A": blocks["b4"], "Y2": blocks["b2"], "Y3": blocks["b3"]}
-    if isinstance(model, DeepMiner):
-        src = {
-            "A": "Deep Miner Y_4 (global branch; it has no SEN branch, so M1 is drawn on Y_4)",
-            "Y2": "Deep Miner Y_2 after its attention module (what IE branch b2 erases)",
-            "Y3": "Deep Miner Y_3 after its attention module (what IE branch b3 erases)",
-        }
-    else:
-        src = {
-            "A": f"{name} backbone output A (layer4, what SEN's BS branch erases)",
-            "Y2": f"{name} backbone layer2 output (no attention module: a stand-in for Deep Miner's Y_2)",
-            "Y3": f"{name} backbone layer3 output (no attention module: a stand-in for Deep Miner's Y_3)",
-        }
-    if "ms" in maps:
-        feats["B"], src["B"] = maps["ms"], "SEN MS branch B (two Bottlenecks on A, what M2 erases)"
-    elif "drop" in maps:
-        feats["B"], src["B"] = maps["drop"], "Batch DropBlock drop branch (Bottleneck on A; no MS branch)"
-    else:
-        feats["B"], src["B"] = feats["A"], f"{name} has no MS branch: M2 is drawn on A"
-    return feats, src
+    feats, sources = {}, {}
+    for role, keys in MASK_INPUTS.items():
+        key = next(k for k in keys if k in maps)
+        feats[role] = maps[key]
+        sources[role] = f"{name} {key!r}: {model.describe_map(key)}"
+        if key != keys[0]:
+            sources[role] += f" (it has no {keys[0]!r} branch: a stand-in)"
+    return feats, sources
 
 
 # ----------------------------------------------------------------------------- drawing

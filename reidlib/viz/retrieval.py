@@ -9,7 +9,7 @@
   one, and a success when there is one.
 - :func:`retrieval_rows`: the images (test transform, denormalised) and the activation map
   F(A) = sum_c |A_c|^p (SEN eq. 1, :func:`reidlib.erasing.activation_map`) of the network's backbone
-  map for each query and its list.
+  output (``feature_maps``' ``b4``) for each query and its list.
 - :func:`plot_ranked_lists`: per query a row of images (GREEN border: same pid, RED: wrong) and a row
   with each image's activation map overlaid.
 """
@@ -29,10 +29,11 @@ from matplotlib.patches import Rectangle
 from reidlib.checks import check_int
 from reidlib.datasets.base import ImageRecord
 from reidlib.erasing import activation_map
-from reidlib.imagedata import read_image
+from reidlib.imagedata import load_test_batch
+from reidlib.metrics import junk_mask
 from reidlib.models import ReIDNetwork
 from reidlib.reporting import FIGURE_DPI
-from reidlib.transforms import build_test_transform, denormalize
+from reidlib.transforms import denormalize
 
 CORRECT_COLOR = "#009E73"  # Okabe-Ito bluish green: same pid as the query
 WRONG_COLOR = "#D55E00"  # Okabe-Ito vermillion: another pid (or a distractor)
@@ -97,7 +98,7 @@ def ranked_lists(
     for q in queries:
         row = d[q]  # (num_g,)
         same_pid = g_pids == q_pids[q]
-        junk = same_pid & (g_camids == q_camids[q]) if remove_junk else np.zeros(num_g, dtype=bool)
+        junk = junk_mask(q_pids[q], q_camids[q], g_pids, g_camids) if remove_junk else np.zeros(num_g, bool)
         keep = np.flatnonzero(~junk)
         need = min(top_k, keep.size)
         if need:
@@ -222,12 +223,12 @@ class RetrievalRow:
 
 @torch.inference_mode()
 def activation_maps(
-    model: ReIDNetwork, images: torch.Tensor, *, name: str | None = None, p: float = 2
+    model: ReIDNetwork, images: torch.Tensor, *, name: str = "b4", p: float = 2
 ) -> torch.Tensor:
     """F^p of ``model.feature_maps(images)[name]`` (SEN eq. 1) in eval mode: (B, h, w) on the CPU.
 
-    ``name`` None: ``"backbone"`` (BoT, SEN, BDB: the ResNet output A) when the model has it, else its
-    last map (Deep Miner: ``"b4"``, the global branch's Y_4).
+    ``name``: a key of the networks' feature-map contract (:class:`reidlib.models.ReIDNetwork`); the
+    default ``"b4"`` is the map every global branch pools (SEN's A, Deep Miner's Y_4).
     """
     was_training = model.training
     model.eval()
@@ -237,17 +238,9 @@ def activation_maps(
             maps = model.feature_maps(images.to(device))
     finally:
         model.train(was_training)
-    if name is None:
-        name = "backbone" if "backbone" in maps else list(maps)[-1]
     if name not in maps:
         raise ValueError(f"name: the model's feature_maps has no {name!r}; it has {sorted(maps)}")
     return activation_map(maps[name], p).cpu()  # (B, h, w)
-
-
-def load_images(records: Sequence[ImageRecord], height: int, width: int) -> torch.Tensor:
-    """The test-time input of each record: resized and normalised, (N, 3, height, width)."""
-    transform = build_test_transform(height, width)
-    return torch.stack([transform(read_image(r.path)) for r in records])
 
 
 def retrieval_rows(
@@ -258,7 +251,7 @@ def retrieval_rows(
     *,
     height: int,
     width: int,
-    map_name: str | None = None,
+    map_name: str = "b4",
     p: float = 2,
 ) -> list[RetrievalRow]:
     """Images and activation maps for each ranked list (query first, then its gallery items);
@@ -266,7 +259,7 @@ def retrieval_rows(
     rows = []
     for ranked in lists:
         records = [query[ranked.query], *(gallery[int(g)] for g in ranked.gallery)]
-        images = load_images(records, height, width)  # (1 + k, 3, H, W)
+        images = load_test_batch(records, height, width)  # (1 + k, 3, H, W)
         maps = activation_maps(model, images, name=map_name, p=p)  # (1 + k, h, w)
         shown = denormalize(images).permute(0, 2, 3, 1).numpy()  # (1 + k, H, W, 3)
         rows.append(RetrievalRow(ranked=ranked, records=records, images=shown, maps=maps.numpy()))
