@@ -2,11 +2,11 @@
 
 Every mask and score drawn here comes from :mod:`reidlib.erasing` (the functions the networks call) and
 every map from the networks' ``feature_maps``; this module picks the maps each mask reads
-(:func:`erasing_inputs`) and draws them. A mask
-``(h, w)`` lives on the feature-map grid; :func:`upsample_nearest` maps each image pixel to the cell
-that covers it, so a figure shows exactly which cells are erased: erased cells are shaded and hatched,
-and the cell grid is drawn. Activation maps are drawn cell by cell too (no smoothing), on a
-per-image colour scale. Figures are built without pyplot (no global state); colours are Okabe-Ito.
+(:func:`erasing_inputs`) and draws them. A mask ``(h, w)`` lives on the feature-map grid;
+:func:`upsample_nearest` maps each image pixel to the cell that covers it, so a figure shows exactly
+which cells are erased: erased cells are shaded and hatched, and the cell grid is drawn. Activation maps
+are drawn cell by cell too (no smoothing), on a per-image colour scale. Figures are built without
+pyplot (no global state); colours are Okabe-Ito.
 """
 
 from __future__ import annotations
