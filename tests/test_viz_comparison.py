@@ -253,3 +253,20 @@ def test_network_figure_bars_are_the_numbers():
     assert heights == [60.0, 64.0, 36.0, 40.0, 8.0, 10.0]
     assert [p.get_height() for p in right.patches] == [36.0, 40.0, 37.0, 41.0]
     assert "64.0\n+4.0" in _texts(fig) and "Market-1501" in fig.get_suptitle()
+
+
+def test_network_figure_names_each_recipe_of_a_network():
+    runs = pd.DataFrame(
+        {
+            "network": ["bot", "bdb", "bdb", "bdb"],
+            "recipe": [f"{r}_market1501_cpu" for r in ("bot", "bdb", "bdb_faithful", "bdb_ramp")],
+            "seed": [0, 0, 0, 0],
+            "dataset": ["market1501"] * 4,
+            "budget": ["ResNet-18, CPU"] * 4,
+            "rank1": [60.0, 40.0, 38.0, 55.0],
+            "mAP": [36.0, 24.0, 22.0, 35.0],
+            "mINP": [8.0, 5.0, 5.0, 8.0],
+        }
+    )
+    labels = [t.get_text() for t in vc.network_figure(runs).axes[0].get_xticklabels()]
+    assert labels == ["BoT", "BDB\nseed 0", "BDB\nfaithful\nseed 0", "BDB\nramp\nseed 0"]

@@ -242,7 +242,7 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     kinds = _recipe_kinds(nets, list(runs["recipe"]) if "recipe" in runs.columns else [""] * len(nets))
     repeated = {n for n in nets if nets.count(n) > 1}  # a network run with several seeds or recipes
     names = [
-        NETWORK_LABELS.get(n, n) + (f" {k}" if k else "") + (f"\nseed {s}" if n in repeated else "")
+        NETWORK_LABELS.get(n, n) + (f"\n{k}" if k else "") + (f"\nseed {s}" if n in repeated else "")
         for n, k, s in zip(nets, kinds, seeds, strict=True)
     ]
     metrics = ["rank1", "mAP", "mINP"]
