@@ -194,7 +194,7 @@ def test_feature_maps_name_the_same_roles_in_every_network(name):
     assert strides == [32, 16, 8, 8]  # 128 rows: strides 4, 8, 16 and 16 (last stride 1)
     for key in ERASED_INPUTS[name]:
         torch.testing.assert_close(seen[key], maps[key], rtol=0, atol=0)  # what the Erase reads
-        assert model.describe_map(key)
+        assert "erases" in model.describe_map(key)  # each note says which mask reads the map
     with pytest.raises(KeyError, match="no feature map 'backbone'"):
         model.describe_map("backbone")
 
