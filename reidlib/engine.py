@@ -434,8 +434,16 @@ def _print_epoch(row: EpochLog, epochs: int) -> None:
     m = row.metrics
     if m:
         line += f"; rank-1 {m['rank1']:.2f}, mAP {m['mAP']:.2f}, mINP {m['mINP']:.2f}"
+    if row.epoch < epochs:
+        line += f"; {_time_left(row.epoch_time_s * (epochs - row.epoch))} of training left at this speed"
     tqdm.write(line)
     sys.stdout.flush()  # visible at once when stdout is a log file
+
+
+def _time_left(seconds: float) -> str:
+    """The time left in words: "about 42 min" below two hours, then "about 5.6 h"."""
+    minutes = seconds / 60
+    return f"about {minutes:.0f} min" if minutes < 120 else f"about {minutes / 60:.1f} h"
 
 
 def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:

@@ -18,7 +18,7 @@ from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.config import ConfigError
 from reidlib.datasets import DatasetError
 from reidlib.engine import TrainingDiverged, load_network, train
-from reidlib.runfolder import RunFolderError, snapshot_path
+from reidlib.runfolder import EpochLog, RunFolderError, snapshot_path
 
 from conftest import poison_from, tiny_recipe
 
@@ -287,3 +287,20 @@ def test_a_ramped_run_resumes_exactly(tiny_synthetic, tmp_path, monkeypatch):
     train(tiny_recipe(tiny_synthetic, *BDB_TINY), tmp_path / "plain")
     plain = _weights(tmp_path / "plain")
     assert not all(torch.equal(whole[k], plain[k]) for k in plain)
+
+
+def _epoch_row(epoch: int, seconds: float) -> EpochLog:
+    return EpochLog(
+        epoch=epoch, lr=3.5e-5, losses={"total": 14.9775}, iters=220, images_per_s=13.2, epoch_time_s=seconds
+    )
+
+
+def test_epoch_line_says_how_long_the_rest_of_the_training_takes(capsys):
+    engine._print_epoch(_epoch_row(1, 1070.0), 20)  # 19 epochs x 1070 s = 338.8 min
+    assert capsys.readouterr().out.strip() == (
+        "epoch 1/20: loss 14.9775, lr 3.50e-05, 13 img/s, 1070 s; about 5.6 h of training left at this speed"
+    )
+    engine._print_epoch(_epoch_row(18, 335.0), 20)  # 2 x 335 s = 11.2 min
+    assert capsys.readouterr().out.strip().endswith("; about 11 min of training left at this speed")
+    engine._print_epoch(_epoch_row(20, 335.0), 20)  # the last epoch: nothing left
+    assert "left" not in capsys.readouterr().out
