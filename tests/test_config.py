@@ -280,7 +280,6 @@ def test_bdb_paper_recipe_is_the_papers_and_the_faithful_cpu_recipe_inherits_it(
         assert r.loss.ramp_epochs == 10 and r.train.log_branch_grads is True, name
 
 
-
 def test_the_deep_miner_ramp_recipe_differs_from_the_committed_runs_in_what_it_says_only():
     """The ramp row changes CHAM to SE's sigmoid gate and ramps the non-global losses; nothing else."""
     ramp = _dotted(load_recipe("deep_miner_ramp_market1501_cpu").to_dict())
@@ -290,6 +289,7 @@ def test_the_deep_miner_ramp_recipe_differs_from_the_committed_runs_in_what_it_s
     assert base["model.options"]["cham_activation"] == "softmax_channels"
     assert ramp["model.options"] == {**base["model.options"], "cham_activation": "sigmoid"}
     assert (ramp["loss.ramp_epochs"], ramp["train.log_branch_grads"]) == (10, True)
+
 
 def _recorded(folder: str) -> dict:
     path = repo_root() / "results" / "market1501_cpu" / folder / "params.json"
