@@ -270,3 +270,44 @@ def test_network_figure_names_each_recipe_of_a_network():
     )
     labels = [t.get_text() for t in vc.network_figure(runs).axes[0].get_xticklabels()]
     assert labels == ["BoT", "BDB\nseed 0", "BDB\nfaithful\nseed 0", "BDB\nramp\nseed 0"]
+
+
+def test_network_figure_keeps_ten_runs_legible():
+    """Ten runs (the nine committed CPU rows and one more seed): no tick or value label runs into another."""
+    rows = [  # network, recipe variant, seed, rank-1, mAP, mINP
+        ("bot", "", 0, 63.5, 41.9, 11.4), ("bot", "", 1, 63.5, 41.8, 11.2), ("bdb", "", 0, 42.5, 24.4, 4.9),
+        ("bdb", "_faithful", 0, 39.9, 22.5, 4.9), ("bdb", "_ramp", 0, 54.9, 35.8, 8.7),
+        ("sen", "", 0, 67.3, 45.8, 14.1), ("sen", "", 1, 67.0, 45.5, 13.8),
+        ("deep_miner", "", 0, 52.0, 31.6, 6.7), ("deep_miner", "_ramp", 0, 57.3, 36.2, 8.3),
+        ("deep_miner", "_ramp", 1, 57.0, 36.0, 8.2),
+    ]  # fmt: skip
+    net, variant, seed, rank1, mAP, mINP = (list(c) for c in zip(*rows, strict=True))
+    runs = pd.DataFrame(
+        {
+            "network": net,
+            "recipe": [f"{n}{v}_market1501_cpu" for n, v in zip(net, variant, strict=True)],
+            "seed": seed,
+            "dataset": ["market1501"] * len(rows),
+            "budget": ["ResNet-18, from scratch, 128x64, 20 epochs, CPU"] * len(rows),
+            "rank1": rank1,
+            "mAP": mAP,
+            "mINP": mINP,
+            "gain_rank1": [r - 63.5 for r in rank1],
+            "gain_mAP": [m - 41.85 for m in mAP],
+            "gain_mINP": [m - 11.3 for m in mINP],
+            **{f"{v}_mAP": [m + d for m in mAP] for v, d in (("plain", 0), ("flip", 1.2), ("rerank", 13.5))},
+            "flip+rerank_mAP": [m + 14.8 for m in mAP],
+        }
+    )
+    fig = vc.network_figure(runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        assert len(ticks) == len(rows)
+        assert all(a.x1 < b.x0 for a, b in zip(ticks[:-1], ticks[1:], strict=True)), "tick labels overlap"
+        values = _boxes(ax)
+        assert values
+        for i, (text, box) in enumerate(values):
+            for other, box2 in values[i + 1 :]:
+                assert not box.overlaps(box2), (text, other)

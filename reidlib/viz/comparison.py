@@ -35,6 +35,7 @@ PAPER_COLOR, OURS_COLOR = "#0072B2", "#D55E00"
 PAPER_COLORS = {"sen": "#E69F00", "deep_miner": "#56B4E9"}  # other published methods, by source paper
 OWN_COLORS = {"sen": "#D55E00", "deep_miner": "#0072B2"}  # each paper's own method
 MEASURED_COLOR = "#009E73"
+SIDE_BY_SIDE_RUNS = 6  # network_figure: more runs than this and its two panels are stacked
 METRIC_COLORS = {"rank1": "#0072B2", "mAP": "#E69F00", "mINP": "#009E73"}
 METRIC_LABELS = {"rank1": "rank-1", "mAP": "mAP", "mINP": "mINP", "rank5": "rank-5", "rank10": "rank-10"}
 DATASET_LABELS = {
@@ -232,9 +233,10 @@ def _recipe_kinds(nets: list[str], recipes: list[str]) -> list[str]:
 
 
 def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Our networks at one budget: left, rank-1 / mAP / mINP per network (gain over BoT in points
-    written under the value when ``gain_<metric>`` columns are present, see
-    :func:`reidlib.runs.gains_over_reference`); right, mAP for each evaluation variant the runs have."""
+    """Our networks at one budget: rank-1 / mAP / mINP per network (gain over BoT in points written
+    under the value when ``gain_<metric>`` columns are present, see
+    :func:`reidlib.runs.gains_over_reference`), and beside it (below it for more than
+    ``SIDE_BY_SIDE_RUNS`` runs) mAP for each evaluation variant the runs have."""
     if runs.empty:
         raise ValueError("runs is empty: nothing to plot")
     nets = list(runs["network"])
@@ -247,8 +249,11 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     ]
     metrics = ["rank1", "mAP", "mINP"]
     variants = [v for v in VARIANTS if f"{v}_mAP" in runs.columns and runs[f"{v}_mAP"].notna().any()]
-    fig, axes = _figure(12.5, 4.4, 1, 2 if variants else 1)
-    ax = axes[0, 0]
+    # side by side for a few runs; one above the other, a full width each, once there are more
+    stacked = bool(variants) and len(nets) > SIDE_BY_SIDE_RUNS
+    fig, axes = _figure(12.5, 4.4 * (1 + stacked), 1 + stacked, 1 + (bool(variants) and not stacked))
+    axes = axes.ravel()
+    ax = axes[0]
     x = np.arange(len(nets))
     width = 0.8 / len(metrics)
     for k, metric in enumerate(metrics):
@@ -273,7 +278,7 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     if variants:
-        ax = axes[0, 1]
+        ax = axes[1]
         width = 0.8 / len(variants)
         shades = ["#0072B2", "#56B4E9", "#E69F00", "#D55E00"]
         for k, variant in enumerate(variants):
