@@ -246,6 +246,16 @@ def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP",
     return pd.DataFrame(rows, columns=["run", "network", "variant", *metrics])
 
 
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` for reading on screen: commit SHAs cut to 7 characters, and the dataset and budget
+    columns left out where every row shares them (say them once above the table)."""
+    out = table.copy()
+    if "git_sha" in out:
+        out["git_sha"] = out["git_sha"].str[:7]
+    shared = [c for c in ("dataset", "budget") if c in out and out[c].nunique(dropna=False) == 1]
+    return out.drop(columns=shared)
+
+
 def sort_networks(df: pd.DataFrame, column: str = "network") -> pd.DataFrame:
     """Rows in the order BoT, BDB, SEN, Deep Miner (others after, by name)."""
     order = {n: i for i, n in enumerate(NETWORK_ORDER)}

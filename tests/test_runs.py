@@ -209,6 +209,22 @@ def test_variants_and_published_rows(tmp_path):
     assert "git fedcba9 (dirty)" in row["notes"] and "2026-11-20" in row["notes"] and "CPU" in row["notes"]
 
 
+def test_for_display_shortens_shas_and_states_a_shared_budget_once():
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    table = pd.DataFrame(
+        {
+            "run": ["bot", "sen"],
+            "dataset": ["market1501", "market1501"],
+            "budget": ["ResNet-18, CPU", "ResNet-50, GPU"],
+            "git_sha": [sha, None],
+        }
+    )
+    shown = runs.for_display(table)
+    assert list(shown.columns) == ["run", "budget", "git_sha"]  # one dataset: said once, not per row
+    assert shown["git_sha"].iloc[0] == "0123456" and pd.isna(shown["git_sha"].iloc[1])
+    assert table["git_sha"].iloc[0] == sha  # the table saved to CSV keeps the whole SHA
+
+
 def test_sort_networks_puts_bot_first():
     df = pd.DataFrame({"network": ["deep_miner", "zzz", "sen", "bot", "bdb"]})
     assert list(runs.sort_networks(df)["network"]) == ["bot", "bdb", "sen", "deep_miner", "zzz"]
