@@ -250,8 +250,9 @@ def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     metrics = ["rank1", "mAP", "mINP"]
     variants = [v for v in VARIANTS if f"{v}_mAP" in runs.columns and runs[f"{v}_mAP"].notna().any()]
     # side by side for a few runs; one above the other, a full width each, once there are more
-    stacked = bool(variants) and len(nets) > SIDE_BY_SIDE_RUNS
-    fig, axes = _figure(12.5, 4.4 * (1 + stacked), 1 + stacked, 1 + (bool(variants) and not stacked))
+    panels = 2 if variants else 1
+    nrows, ncols = (panels, 1) if len(nets) > SIDE_BY_SIDE_RUNS else (1, panels)
+    fig, axes = _figure(12.5, 4.4 * nrows, nrows, ncols)
     axes = axes.ravel()
     ax = axes[0]
     x = np.arange(len(nets))
