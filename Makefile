@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= .ci/constraints.txt
 STAMP := $(VENV)/.reidlib-installed
 KERNEL := $(VENV)/share/jupyter/kernels/reidlib/kernel.json
-# A waiting OpenMP thread sleeps instead of spinning for a core another process holds (reidlib.threads);
+# A waiting OpenMP thread sleeps instead of spinning for a core another process holds (reidlib.utils.threads);
 # a value you export yourself wins.
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 # The Jupyter kernel `reidlib` (this .venv's Python), written inside .venv: nothing goes to your home.
-$(KERNEL): $(STAMP) reidlib/kernel.py
-	$(PY) -m reidlib.kernel install
+$(KERNEL): $(STAMP) reidlib/notebooks/kernel.py
+	$(PY) -m reidlib.notebooks.kernel install
 
 # What JupyterLab adds to a notebook's metadata when it saves one (the committed notebooks keep the name only)
 NB_EXTRA_KEYS := metadata.language_info.codemirror_mode metadata.language_info.file_extension \

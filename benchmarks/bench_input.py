@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from reidlib.config import DataConfig
-from reidlib.datasets import load_dataset, make_synthetic
-from reidlib.device_augment import build_device_train_loader
-from reidlib.imagedata import build_train_loader
-from reidlib.transforms import build_train_transform
+from reidlib.data.datasets import load_dataset, make_synthetic
+from reidlib.data.device_augment import build_device_train_loader
+from reidlib.data.images import build_train_loader
+from reidlib.data.transforms import build_train_transform
 
 
 def images_per_s(loader, batches: int, warmup: int, device: torch.device) -> float:

@@ -1,4 +1,5 @@
-"""Time reidlib.metrics.evaluate_rank against a naive per-query loop on a Market-1501-sized problem.
+"""Time reidlib.evaluation.metrics.evaluate_rank against a naive per-query loop on a Market-1501-sized
+problem.
 
     python benchmarks/bench_metrics.py [--naive-queries 200] [--msmt]
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reidlib.metrics import evaluate_features, evaluate_rank, pairwise_distance
+from reidlib.evaluation.metrics import evaluate_features, evaluate_rank, pairwise_distance
 
 
 def market_like_problem(num_q: int, num_g: int, num_ids: int, num_cams: int, seed: int):

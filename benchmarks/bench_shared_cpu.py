@@ -1,5 +1,5 @@
 """Training images/s on a shared CPU: alone and beside another reidlib training run, with and without
-reidlib's thread policy (reidlib.threads), in one run.
+reidlib's thread policy (reidlib.utils.threads), in one run.
 
 Every training here is ``python -m reidlib train --config smoke`` started as a user would, with nothing
 set in the environment: "with the policy" is what the command line does by itself (OMP_WAIT_POLICY=
@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=15, help="iterations per epoch of the measured runs")
     args = parser.parse_args()
-    from reidlib.datasets import load_dataset
+    from reidlib.data.datasets import load_dataset
 
     load_dataset("synthetic", None)  # written on first use: not inside a timing
     results = {}

@@ -11,7 +11,7 @@ a full 120-epoch Market-1501 BoT run (13,568 sampled images per epoch: 212 batch
 
 Then the cost of reidlib's loop itself: a plain PyTorch loop written out below (torchvision ResNet-18
 with last stride 1, BNNeck, CE with label smoothing 0.1 + batch-hard triplet 0.3, Adam) against the
-engine's own epoch loop (``reidlib.engine._train_epoch``: TrainStep, the BoT network with the same
+engine's own epoch loop (``reidlib.training.engine._train_epoch``: TrainStep, the BoT network with the same
 two loss terms, loss logging, NaN checks) on the same batches, fp32 and the same memory format, the
 two alternating ``--plain-rounds`` times, best round each. Target: engine >= 0.95x the plain loop.
 """
@@ -26,12 +26,12 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from reidlib import engine
-from reidlib.checkpoint import TrainState
 from reidlib.config import load_recipe
-from reidlib.distributed import DistContext
-from reidlib.engine import TrainStep, build_criterion, build_network, build_optimizer
-from reidlib.runtime import Runtime
+from reidlib.training import engine
+from reidlib.training.checkpoint import TrainState
+from reidlib.training.engine import TrainStep, build_criterion, build_network, build_optimizer
+from reidlib.utils.distributed import DistContext
+from reidlib.utils.runtime import Runtime
 
 NETWORKS = {
     "baseline": "bot_market1501",

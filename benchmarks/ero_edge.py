@@ -47,12 +47,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from reidlib.datasets import load_dataset, make_synthetic
-from reidlib.datasets.base import SPLIT_FOLDERS
-from reidlib.engine import load_network
+from reidlib.data.datasets import load_dataset, make_synthetic
+from reidlib.data.datasets.base import SPLIT_FOLDERS
+from reidlib.data.images import load_test_batch
 from reidlib.erasing import minmax_threshold_mask
-from reidlib.imagedata import load_test_batch
 from reidlib.models import build_model
+from reidlib.training.engine import load_network
 
 
 def synthetic_images(count: int, height: int, width: int, root: Path) -> Tensor:

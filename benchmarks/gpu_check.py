@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
-from reidlib import engine
 from reidlib.config import load_recipe
-from reidlib.engine import TrainStep, build_criterion, build_network, train
-from reidlib.evaluation import Runtime
-from reidlib.fileio import atomic_write_json
-from reidlib.paths import results_root
+from reidlib.evaluation.features import Runtime
+from reidlib.training import engine
+from reidlib.training.engine import TrainStep, build_criterion, build_network, train
+from reidlib.utils.fileio import atomic_write_json
+from reidlib.utils.paths import results_root
 
 NETWORKS = {
     "baseline": "bot_market1501",

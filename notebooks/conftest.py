@@ -2,7 +2,7 @@
 
 Every PNG a cell writes into the notebook's output folder must be displayed by that same cell, byte
 for byte, as an ``image/png`` output, and no output may be a bare ``<Figure ...>`` text: a notebook
-whose figures exist only on disk fails here (``reidlib.notebooks.figure_problems``).
+whose figures exist only on disk fails here (``reidlib.notebooks.runner.figure_problems``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.notebooks import figure_problems
-from reidlib.paths import results_root
+from reidlib.notebooks.runner import figure_problems
+from reidlib.utils.paths import results_root
 
 
 def _pngs(folder: Path) -> dict[Path, int]:
@@ -24,7 +24,7 @@ def pytest_runtest_call(item):
     outputs_of = getattr(item, "test_outputs", False)
     if outputs_of is False or not str(item.fspath).endswith(".ipynb"):
         return (yield)
-    # the notebooks' default output folder (output_dir = ""): reidlib.reporting.output_folder
+    # the notebooks' default output folder (output_dir = ""): reidlib.notebooks.reporting.output_folder
     folder = results_root() / "notebooks" / Path(str(item.fspath)).stem
     before = _pngs(folder)
     result = yield

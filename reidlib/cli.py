@@ -14,9 +14,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from reidlib.errors import is_worker_error, one_line
-from reidlib.fileio import check_output_file
-from reidlib.threads import apply_wait_policy
+from reidlib.utils.errors import is_worker_error, one_line
+from reidlib.utils.fileio import check_output_file
+from reidlib.utils.threads import apply_wait_policy
 
 # The project's errors (bad input: ValueError subclasses; a diverged run) and the system's (disk full, a
 # folder given for a file), reported in one line instead of a traceback.
@@ -24,7 +24,7 @@ EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from reidlib.datasets import format_stats_table, load_dataset
+    from reidlib.data.datasets import format_stats_table, load_dataset
 
     ds = load_dataset(args.dataset, args.root)
     print(json.dumps(ds.stats()) if args.json else format_stats_table(ds))
@@ -32,7 +32,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from reidlib.datasets import load_dataset, make_synthetic
+    from reidlib.data.datasets import load_dataset, make_synthetic
 
     root = make_synthetic(args.out, num_ids=args.ids, seed=args.seed, overwrite=args.overwrite)
     print(json.dumps(load_dataset("folder", root).stats()))
@@ -50,7 +50,7 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from reidlib.config import load_recipe
-    from reidlib.engine import default_out_dir, train
+    from reidlib.training.engine import default_out_dir, train
 
     recipe = load_recipe(args.config, args.set)
     out = Path(args.out) if args.out else default_out_dir(recipe)
@@ -62,7 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _dataset_for(recipe, args):
-    from reidlib.datasets import load_dataset
+    from reidlib.data.datasets import load_dataset
 
     name = args.dataset or recipe.data.dataset
     root = args.root if args.root else (recipe.data.root if name == recipe.data.dataset else None)
@@ -70,12 +70,12 @@ def _dataset_for(recipe, args):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from reidlib.distributed import DistContext
-    from reidlib.engine import load_network, resolve_runtime
-    from reidlib.evaluation import evaluate_network
-    from reidlib.fileio import atomic_write_json
-    from reidlib.imagedata import check_dataset_images
-    from reidlib.runfolder import Variant
+    from reidlib.config import Variant
+    from reidlib.data.images import check_dataset_images
+    from reidlib.evaluation.features import evaluate_network
+    from reidlib.training.engine import load_network, resolve_runtime
+    from reidlib.utils.distributed import DistContext
+    from reidlib.utils.fileio import atomic_write_json
 
     if args.out:
         check_output_file(args.out)
@@ -119,10 +119,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     import torch
 
-    from reidlib.distributed import DistContext
-    from reidlib.engine import load_network, resolve_runtime
-    from reidlib.evaluation import extract_features
-    from reidlib.fileio import atomic_path
+    from reidlib.evaluation.features import extract_features
+    from reidlib.training.engine import load_network, resolve_runtime
+    from reidlib.utils.distributed import DistContext
+    from reidlib.utils.fileio import atomic_path
 
     check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
@@ -162,8 +162,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from reidlib.engine import load_network
-    from reidlib.export import export_onnx
+    from reidlib.evaluation.export import export_onnx
+    from reidlib.training.engine import load_network
 
     check_output_file(args.onnx)
     model, recipe = load_network(args.checkpoint)
@@ -176,7 +176,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks_run(args: argparse.Namespace) -> int:
-    from reidlib.notebooks import main
+    from reidlib.notebooks.runner import main
 
     return main(args.params, args.only, args.set, args.out)
 
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_reported(err: BaseException) -> bool:
-    engine = sys.modules.get("reidlib.engine")  # imported by every command that can diverge
+    engine = sys.modules.get("reidlib.training.engine")  # imported by every command that can diverge
     diverged = engine is not None and isinstance(err, engine.TrainingDiverged)
     return diverged or isinstance(err, (ValueError, OSError)) or is_worker_error(err)
 
@@ -285,7 +285,7 @@ def _fail(err: BaseException, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    apply_wait_policy()  # before any command imports torch: OpenMP reads it once (reidlib.threads)
+    apply_wait_policy()  # before any command imports torch: OpenMP reads it once (reidlib.utils.threads)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -14,21 +14,39 @@ from __future__ import annotations
 import collections.abc
 import copy
 import dataclasses
+import math
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 
-from reidlib.checks import Bounds
-from reidlib.losses import LossTerm
 from reidlib.models import MODELS, model_options
-from reidlib.paths import recipes_dir
-from reidlib.runfolder import Variant
+from reidlib.utils.checks import Bounds
+from reidlib.utils.paths import recipes_dir
+
+LOSS_KINDS = ("ce", "triplet", "center")
+
+# Recipe keys that change how a run executes, not what it trains: a resume may change them (and
+# says so in params.json), and two folders that differ only in them hold the same run.
+EXECUTION_KEYS: tuple[tuple[str, ...], ...] = (
+    ("name",),
+    ("description",),
+    ("data", "workers"),
+    ("data", "cache_images"),
+    ("data", "test_batch_size"),
+    ("train", "progress"),
+    ("train", "checkpoint_every"),
+    ("train", "keep_checkpoint"),
+    ("train", "snapshot_epochs"),  # extra weight files: the training is the same
+    ("train", "device"),
+    ("train", "threads"),  # CPU threads: speed, not what is trained
+)
 
 
 class ConfigError(ValueError):
@@ -43,10 +61,69 @@ Probability = Annotated[float, Bounds(0.0, 1.0)]
 UnitInterval = Annotated[float, Bounds(0.0, 1.0, high_open=True)]  # [0, 1)
 
 
+class Variant(StrEnum):
+    """An evaluation variant: plain features, flip-averaged, k-reciprocal re-ranked, or both."""
+
+    PLAIN = "plain"
+    FLIP = "flip"
+    RERANK = "rerank"
+    FLIP_RERANK = "flip+rerank"
+
+    @classmethod
+    def of(cls, *, flip: bool, rerank: bool) -> Variant:
+        return _VARIANT_OF[(bool(flip), bool(rerank))]
+
+    @classmethod
+    def parse(cls, names: Any, key: str) -> list[Variant]:
+        """``names`` as variants; a ValueError naming ``key`` and the known names otherwise."""
+        unknown = sorted(str(n) for n in names if n not in cls._value2member_map_)
+        if unknown:
+            raise ValueError(f"{key}: unknown {unknown}; use {', '.join(cls)}")
+        return [cls(n) for n in names]
+
+    @property
+    def flip(self) -> bool:
+        return self in (Variant.FLIP, Variant.FLIP_RERANK)
+
+    @property
+    def rerank(self) -> bool:
+        return self in (Variant.RERANK, Variant.FLIP_RERANK)
+
+
+_VARIANT_OF = {(v.flip, v.rerank): v for v in Variant}
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted loss on one branch: ``weight * kind(outputs[branch])``.
+
+    kind "ce" uses the branch's logits, "triplet" and "center" its pre-BN feature ``feat``.
+    """
+
+    branch: str  # e.g. "global", "bs", "ms", "ie_b2", "local"
+    kind: str  # "ce" | "triplet" | "center"
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.branch, str) or not self.branch or "." in self.branch:
+            raise ValueError(f"LossTerm.branch must be a non-empty name without '.', got {self.branch!r}")
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"LossTerm.kind must be one of {LOSS_KINDS}, got {self.kind!r}")
+        w = self.weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (w > 0 and math.isfinite(w)):
+            raise ValueError(
+                f"LossTerm.weight must be a finite number > 0, got {w!r} ({self.branch}/{self.kind})"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"{self.branch}/{self.kind}"
+
+
 @dataclass
 class DataConfig:
-    dataset: str = "market1501"  # a name known to reidlib.datasets.load_dataset
-    root: str | None = None  # None: reidlib.paths.data_root() / <dataset folder>
+    dataset: str = "market1501"  # a name known to reidlib.data.datasets.load_dataset
+    root: str | None = None  # None: reidlib.utils.paths.data_root() / <dataset folder>
     height: Positive = 256  # input size, both papers' 256x128 (Deep Miner: 384x128)
     width: Positive = 128
     num_identities: Annotated[int, Bounds(2)] = 16  # P identities per batch (both papers: 16)
@@ -97,9 +174,9 @@ class EvalConfig:
     mode: Literal["standard", "official"] = "standard"  # torchreid/fast-reid/BoT | Market-1501 MATLAB
     flip: bool = False  # average the features of the image and its mirror
     rerank: bool = False  # k-reciprocal re-ranking (Zhong et al. 2017)
-    max_rank: Positive = 50  # clipped to the gallery size by reidlib.metrics
+    max_rank: Positive = 50  # clipped to the gallery size by reidlib.evaluation.metrics
     final_variants: list[str] = field(default_factory=list)  # extra rows after the last epoch:
-    # any reidlib.runfolder.Variant (reported under "variants" in metrics.json)
+    # any Variant (reported under "variants" in metrics.json)
 
 
 @dataclass
@@ -369,3 +446,43 @@ def validate(recipe: Recipe) -> None:
         raise ConfigError(str(err)) from None
     if not recipe.loss.terms:
         raise ConfigError("loss.terms: a recipe needs at least one loss term")
+
+
+# ----------------------------------------------------------------------------- recipe changes
+
+
+def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{dotted key: leaf value}`` (an empty mapping is a leaf)."""
+    if not isinstance(values, dict) or not values:
+        return {prefix: values}
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` for every recipe key whose value differs."""
+    a, b = flatten(_normalised(old)), flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _normalised(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A saved recipe with the fields added since filled in with their defaults (when it still loads)."""
+    try:
+        return recipe_from_dict(recipe).to_dict()
+    except ConfigError:
+        return recipe
+
+
+def is_execution_key(key: str) -> bool:
+    """Whether the dotted ``key`` is one of :data:`EXECUTION_KEYS`."""
+    return tuple(key.split(".")) in EXECUTION_KEYS
+
+
+def trained_changes(
+    old: dict[str, Any], new: dict[str, Any], *, ignore: Sequence[str] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """:func:`recipe_changes` that change what is trained: without execution keys and ``ignore``."""
+    changes = recipe_changes(old, new)
+    return {k: v for k, v in changes.items() if not is_execution_key(k) and k not in ignore}

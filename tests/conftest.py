@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from reidlib.config import Recipe, load_recipe
-from reidlib.datasets import make_synthetic
-from reidlib.losses import Criterion
+from reidlib.data.datasets import make_synthetic
+from reidlib.training.losses import Criterion
 
 
 @pytest.fixture(scope="session")

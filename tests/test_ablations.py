@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from reidlib import ablation_grids as grids
-from reidlib.ablation_grids import AblationRow, grid_rows
-from reidlib.ablation_runner import StaleRunError, recipe_key, run_grid
 from reidlib.config import load_recipe
-from reidlib.engine import build_network
-from reidlib.paper_comparison import compare_with_paper, gains_over_first
+from reidlib.experiments import ablation_grids as grids
+from reidlib.experiments.ablation_grids import AblationRow, grid_rows
+from reidlib.experiments.ablation_runner import StaleRunError, recipe_key, run_grid
+from reidlib.experiments.paper_comparison import compare_with_paper, gains_over_first
+from reidlib.training.engine import build_network
 
 from conftest import tiny_recipe
 
@@ -164,7 +164,7 @@ def test_unknown_grid_names_are_refused():
 
 
 def test_every_published_reference_exists_in_the_transcribed_tables():
-    from reidlib.paper_results import load_all
+    from reidlib.experiments.paper_results import load_all
 
     paper = load_all()
     rows = grid_rows(list(grids.GRIDS))
@@ -208,7 +208,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("run_grid trained although the metrics were on disk")
 
-    monkeypatch.setattr("reidlib.engine.train", refuse)
+    monkeypatch.setattr("reidlib.training.engine.train", refuse)
 
 
 def test_run_grid_reads_finished_rows_and_skips_missing_ones(tmp_path, no_training):
@@ -268,7 +268,7 @@ def test_run_grid_trains_a_missing_row_then_reads_it(tiny_synthetic, tmp_path, m
     def refuse(*args, **kwargs):
         raise AssertionError("trained twice")
 
-    monkeypatch.setattr("reidlib.engine.train", refuse)
+    monkeypatch.setattr("reidlib.training.engine.train", refuse)
     again = run_grid([row], tmp_path, overrides=tiny, verbose=False)
     assert again["status"].iloc[0] == "read" and again["mAP"].iloc[0] == saved["mAP"]
 

@@ -1,4 +1,4 @@
-"""reidlib.branch_grads against a two-branch toy whose gradients are computed by hand.
+"""reidlib.training.branch_grads against a two-branch toy whose gradients are computed by hand.
 
 The toy shares a linear backbone f = W x between a global branch (feature f) and a "drop" branch
 (feature M f, M fixed), plus a branch "free" whose feature does not depend on the backbone. Each
@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from reidlib.branch_grads import branch_gradients
-from reidlib.losses import Criterion, LossTerm
+from reidlib.config import LossTerm
 from reidlib.models.network import ReIDNetwork
 from reidlib.models.outputs import BranchOutput
+from reidlib.training.branch_grads import branch_gradients
+from reidlib.training.losses import Criterion
 
 
 class Toy(ReIDNetwork):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.paths import repo_root
+from reidlib.utils.paths import repo_root
 
 SCRIPT = repo_root() / ".ci" / "link-datasets"
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from reidlib.cli import main
-from reidlib.datasets import load_dataset
-from reidlib.engine import train
+from reidlib.data.datasets import load_dataset
+from reidlib.training.engine import train
 
 from conftest import tiny_recipe
 

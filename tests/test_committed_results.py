@@ -3,7 +3,8 @@
 These folders are the evidence the README and notebooks 04/05 quote, so they are checked like code: each
 run names the commit and environment it ran with, its final metrics are the ones its log recorded, all
 runs share one budget, and the README's table says what the files say. The checks read the JSON files
-directly, not through ``reidlib.runs``, so a bug there cannot hide a bad folder. No image is committed:
+directly, not through ``reidlib.experiments.runs``, so a bug there cannot hide a bad folder. No image is
+committed:
 the figures show Market-1501 pixels and are redrawn from these tables by ``make market1501-cpu``.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.paths import repo_root
+from reidlib.utils.paths import repo_root
 
 RESULTS = repo_root() / "results" / "market1501_cpu"
 # <network>[_<variant>][_seed<N>]: the variant names what differs from the network's first CPU recipe

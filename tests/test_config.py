@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from reidlib.config import ConfigError, ModelConfig, load_recipe, recipe_from_dict, recipe_names
-from reidlib.engine import build_criterion, build_network
 from reidlib.models import MODELS
 from reidlib.models.outputs import BranchOutput
-from reidlib.paths import recipes_dir, repo_root
+from reidlib.training.engine import build_criterion, build_network
+from reidlib.utils.paths import recipes_dir, repo_root
 
 PAPER_RECIPES = [
     "bot_market1501",

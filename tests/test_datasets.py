@@ -11,8 +11,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-import reidlib.datasets as datasets
-from reidlib.datasets import DatasetError, ImageRecord, cuhk03, load_dataset, market, msmt17
+import reidlib.data.datasets as datasets
+from reidlib.data.datasets import DatasetError, ImageRecord, cuhk03, load_dataset, market, msmt17
 
 
 def _tiny_jpeg() -> bytes:
@@ -202,7 +202,7 @@ def test_format_stats_table(tmp_path):
 
 
 def test_make_synthetic_is_reexported():
-    from reidlib.datasets.synthetic import make_synthetic
+    from reidlib.data.datasets.synthetic import make_synthetic
 
     assert datasets.make_synthetic is make_synthetic
 
@@ -515,7 +515,7 @@ def test_msmt17_no_image_folder(tmp_path):
 
 
 def test_a_synthetic_set_written_on_first_use_says_where(tmp_path, monkeypatch, capsys):
-    import reidlib.datasets as datasets
+    import reidlib.data.datasets as datasets
 
     real = datasets.make_synthetic
     monkeypatch.setattr(datasets, "make_synthetic", lambda root: real(root, num_train_ids=8, num_test_ids=6))

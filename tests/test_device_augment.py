@@ -11,14 +11,14 @@ from PIL import Image
 from scipy import stats
 from torchvision.transforms.v2 import functional as F
 
-import reidlib.engine as engine
-from reidlib.checkpoint import load_checkpoint
+import reidlib.training.engine as engine
 from reidlib.config import DataConfig
-from reidlib.datasets import load_dataset
-from reidlib.device_augment import augment, build_device_train_loader, decode_split, draw_params
-from reidlib.engine import train
-from reidlib.imagedata import build_train_loader, read_image
-from reidlib.transforms import IMAGENET_MEAN, IMAGENET_STD, build_decode_transform, build_train_transform
+from reidlib.data.datasets import load_dataset
+from reidlib.data.device_augment import augment, build_device_train_loader, decode_split, draw_params
+from reidlib.data.images import build_train_loader, read_image
+from reidlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_decode_transform, build_train_transform
+from reidlib.training.checkpoint import load_checkpoint
+from reidlib.training.engine import train
 
 from conftest import tiny_recipe
 

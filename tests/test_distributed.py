@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from reidlib.config import load_recipe
-from reidlib.datasets import load_dataset
-from reidlib.engine import load_network, prepare_dataset
-from reidlib.evaluation import evaluate_network
-from reidlib.runtime import Runtime
+from reidlib.data.datasets import load_dataset
+from reidlib.evaluation.features import evaluate_network
+from reidlib.training.engine import load_network, prepare_dataset
+from reidlib.utils.runtime import Runtime
 
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reidlib.paths import repo_root
+from reidlib.utils.paths import repo_root
 
 ROOT = repo_root()
 DOC = ROOT / "docs" / "reading-the-papers.md"

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidlib import engine
-from reidlib.checkpoint import CheckpointError, load_checkpoint
 from reidlib.config import ConfigError
-from reidlib.datasets import DatasetError
-from reidlib.engine import TrainingDiverged, load_network, train
-from reidlib.runfolder import EpochLog, RunFolderError, snapshot_path
+from reidlib.data.datasets import DatasetError
+from reidlib.training import engine
+from reidlib.training.checkpoint import CheckpointError, load_checkpoint
+from reidlib.training.engine import TrainingDiverged, load_network, train
+from reidlib.training.runfolder import EpochLog, RunFolderError, snapshot_path
 
 from conftest import poison_from, tiny_recipe
 

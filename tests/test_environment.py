@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 import reidlib
-from reidlib import paths
+from reidlib.utils import paths
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGN_CARD = [

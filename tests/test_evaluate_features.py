@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import reidlib.metrics as metrics
-from reidlib.metrics import evaluate_features, evaluate_rank, pairwise_distance
+import reidlib.evaluation.metrics as metrics
+from reidlib.evaluation.metrics import evaluate_features, evaluate_rank, pairwise_distance
 
 
 def feature_problem(seed, num_q=40, num_g=90, dim=32, num_ids=10, num_cams=3):

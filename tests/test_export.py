@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reidlib.export import export_onnx
+from reidlib.evaluation.export import export_onnx
 from reidlib.models import build_model
 
 

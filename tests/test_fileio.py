@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from reidlib.fileio import atomic_path, atomic_write_json, atomic_write_text
+from reidlib.utils.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 
 def test_failed_write_leaves_the_target_and_no_temp_file(tmp_path):

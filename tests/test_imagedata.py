@@ -9,9 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from reidlib.datasets.base import DatasetError, ImageRecord
-from reidlib.imagedata import ImageDataset, build_test_loader, build_train_loader, load_test_batch, read_image
-from reidlib.transforms import build_test_transform, build_train_transform
+from reidlib.data.datasets.base import DatasetError, ImageRecord
+from reidlib.data.images import (
+    ImageDataset,
+    build_test_loader,
+    build_train_loader,
+    load_test_batch,
+    read_image,
+)
+from reidlib.data.transforms import build_test_transform, build_train_transform
 
 
 def write_image(path: Path, seed: int, size=(16, 8), mode="RGB") -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Tests of reidlib.losses against hand-computed values and naive loops written from the definitions."""
+"""Tests of reidlib.training.losses against hand-computed values and naive loops written from the
+definitions."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reidlib.config import load_recipe
-from reidlib.losses import (
+from reidlib.config import LossTerm, load_recipe
+from reidlib.models.outputs import BranchOutput
+from reidlib.training.losses import (
     CenterLoss,
     Criterion,
-    LossTerm,
     batch_hard_triplet,
     cross_entropy_label_smooth,
     euclidean_distmat,
     ramp_factor,
 )
-from reidlib.models.outputs import BranchOutput
 
 # the papers' term lists as their recipes state them (SEN eq. 10, BoT, Batch DropBlock)
 SEN_TERMS = load_recipe("sen_market1501").loss.terms

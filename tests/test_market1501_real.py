@@ -1,7 +1,7 @@
 """The Market-1501 parser on the real release (read-only; skipped when the release is absent).
 
 The release is found where every user puts it: ``<data root>/market1501`` (``data/market1501`` or
-``$REIDLIB_DATA/market1501``, see :func:`reidlib.paths.data_root`); CI links it there with
+``$REIDLIB_DATA/market1501``, see :func:`reidlib.utils.paths.data_root`); CI links it there with
 ``.ci/link-datasets``. Expected numbers are those of the release's readme and of Zheng et al. ICCV 2015,
 not of the parser.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.datasets import DEFAULT_FOLDERS, load_dataset
-from reidlib.paths import data_root
+from reidlib.data.datasets import DEFAULT_FOLDERS, load_dataset
+from reidlib.utils.paths import data_root
 
 
 def market1501_root() -> Path:

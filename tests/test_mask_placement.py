@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.datasets import load_dataset, make_synthetic
-from reidlib.datasets.synthetic import SyntheticDatasetError, person_masks
-from reidlib.mask_placement import cell_coverage, placement, placement_rows
+from reidlib.data.datasets import load_dataset, make_synthetic
+from reidlib.data.datasets.synthetic import SyntheticDatasetError, person_masks
+from reidlib.evaluation.mask_placement import cell_coverage, placement, placement_rows
 
 
 def _rectangle_person():

@@ -1,4 +1,4 @@
-"""Tests of reidlib.metrics: the fast ``evaluate_rank`` against the shipped per-query definition
+"""Tests of reidlib.evaluation.metrics: the fast ``evaluate_rank`` against the shipped per-query definition
 ``evaluate_rank_reference``, and both against hand-worked cases (the independent check of the reference)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.metrics import (
+from reidlib.evaluation.metrics import (
     evaluate_rank,
     evaluate_rank_reference,
     junk_mask,
@@ -45,7 +45,7 @@ def random_problem(seed, num_q=12, num_g=40, num_ids=8, num_cams=3, levels=6, dt
 
 
 # --------------------------------------------------------------------------------------------------
-# against the per-query definition (reidlib.metrics.evaluate_rank_reference)
+# against the per-query definition (reidlib.evaluation.metrics.evaluate_rank_reference)
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["standard", "official"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -92,7 +92,7 @@ def test_chunked_equals_unchunked(mode, dtype):
 
 
 def test_module_chunk_constant_is_used(monkeypatch):
-    import reidlib.metrics as metrics
+    import reidlib.evaluation.metrics as metrics
 
     args = random_problem(22, num_q=20, num_g=30)
     whole = evaluate_rank(*args, max_rank=10)
@@ -113,7 +113,7 @@ def test_stable_sort_keys_order_and_flags():
 @pytest.mark.parametrize("mode", ["standard", "official"])
 def test_torch_sort_path_on_cpu(monkeypatch, mode):
     """The CUDA code path (torch.sort, torch gathers) run on CPU tensors, against the naive loop."""
-    import reidlib.metrics as metrics
+    import reidlib.evaluation.metrics as metrics
 
     distmat, q_pids, g_pids, q_camids, g_camids = random_problem(13, num_q=25, num_g=50)
     monkeypatch.setattr(metrics, "_as_distmat", lambda d: d)  # keep the tensor: torch path

@@ -12,9 +12,9 @@ import nbformat
 import pytest
 from PIL import Image
 
-from reidlib import kernel
-from reidlib.notebooks import figure_problems, notebook_outputs, notebook_paths
-from reidlib.paths import repo_root
+from reidlib.notebooks import kernel
+from reidlib.notebooks.runner import figure_problems, notebook_outputs, notebook_paths
+from reidlib.utils.paths import repo_root
 
 
 def _png(tmp_path, name, colour):
@@ -68,7 +68,7 @@ def reidlib_kernel(tmp_path, monkeypatch):
 def test_the_kernel_applies_the_thread_policy_and_keeps_the_users(reidlib_kernel, monkeypatch):
     from nbclient import NotebookClient
 
-    assert json.loads(reidlib_kernel.read_text())["argv"][1:3] == ["-m", "reidlib.kernel"]
+    assert json.loads(reidlib_kernel.read_text())["argv"][1:3] == ["-m", "reidlib.notebooks.kernel"]
     for exported, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
         if exported is None:
             monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)

@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from reidlib import notebooks
-from reidlib.notebooks import NotebookRunError, declared_parameters, notebook_paths, plan
+from reidlib.notebooks import runner as notebooks
+from reidlib.notebooks.runner import NotebookRunError, declared_parameters, notebook_paths, plan
 
 PARAM_SETS = ["demo", "market1501", "dukemtmc", "cuhk03", "msmt17"]
 
@@ -167,7 +167,7 @@ def test_a_figure_written_but_not_displayed_fails_the_run(fake_notebooks, tmp_pa
 
 
 def test_a_displayed_figure_passes_and_the_summary_table_is_printed(fake_notebooks, tmp_path, capsys):
-    code = _PNG_CODE + "from reidlib import reporting\nreporting.show_figure(fig, Path(output_dir, 'f.png'))"
+    code = _PNG_CODE + "from reidlib.notebooks import reporting\nreporting.show_figure(fig, Path(output_dir, 'f.png'))"
     _write_notebook(fake_notebooks, "01_shown", code, "{}\n")
     assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 0
     out = capsys.readouterr().out

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reidlib import paper_results
-from reidlib.paper_results import (
+from reidlib.experiments import paper_results
+from reidlib.experiments.paper_results import (
     COLUMNS,
     DATASETS,
     PAPER_TABLES,
@@ -28,7 +28,7 @@ from reidlib.paper_results import (
     load_dataset_table,
     load_paper_table,
 )
-from reidlib.paths import repo_root
+from reidlib.utils.paths import repo_root
 
 PAPER_FILES = {"sen": "self_erasing_network_sensors2021.txt", "deep_miner": "deep_miner_2021.txt"}
 OWN = "this paper's method"

@@ -13,16 +13,16 @@ import pytest
 import torch
 import yaml
 
-from reidlib import engine
-from reidlib.checkpoint import load_checkpoint
 from reidlib.cli import main
 from reidlib.config import ConfigError, load_recipe
-from reidlib.datasets import DatasetError, ImageRecord
-from reidlib.engine import train
-from reidlib.errors import one_line
-from reidlib.fileio import atomic_write_text
-from reidlib.imagedata import check_image_files
-from reidlib.runfolder import RunFolderError
+from reidlib.data.datasets import DatasetError, ImageRecord
+from reidlib.data.images import check_image_files
+from reidlib.training import engine
+from reidlib.training.checkpoint import load_checkpoint
+from reidlib.training.engine import train
+from reidlib.training.runfolder import RunFolderError
+from reidlib.utils.errors import one_line
+from reidlib.utils.fileio import atomic_write_text
 
 from conftest import poison_from, tiny_overrides, tiny_recipe
 
@@ -318,7 +318,7 @@ def test_yaml_with_a_duplicate_key_is_refused(tmp_path, capsys):
 
 
 def test_torch_reporting_a_failed_write_as_runtime_error_is_an_oserror(tmp_path, monkeypatch):
-    from reidlib.checkpoint import CheckpointInfo, CheckpointWriteError, save_snapshot
+    from reidlib.training.checkpoint import CheckpointInfo, CheckpointWriteError, save_snapshot
 
     def full(obj, f, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1605504 vs 1605400")
@@ -331,7 +331,7 @@ def test_torch_reporting_a_failed_write_as_runtime_error_is_an_oserror(tmp_path,
 
 
 def test_params_of_an_older_engine_round_trip_unchanged():
-    from reidlib.runfolder import Params
+    from reidlib.training.runfolder import Params
 
     old = {"recipe": {"name": "bot"}, "seed": 0, "num_classes": 751, "world_size": 1, "dataset": {}, "x": [1]}
     params = Params.from_dict(old)  # no global_batch (older engines), an unknown key

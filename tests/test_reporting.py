@@ -7,8 +7,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from reidlib import reporting
-from reidlib.reporting import OutputCheckError, check_outputs, png_size
+from reidlib.notebooks import reporting
+from reidlib.notebooks.reporting import OutputCheckError, check_outputs, png_size
 
 
 def _photo_figure():

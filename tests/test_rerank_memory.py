@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reidlib.reranking as reranking
-from reidlib.engine import train
-from reidlib.evaluation import rank_features
-from reidlib.reranking import available_memory_bytes, check_rerank_memory, rerank_memory_bytes
+import reidlib.evaluation.reranking as reranking
+from reidlib.evaluation.features import rank_features
+from reidlib.evaluation.reranking import available_memory_bytes, check_rerank_memory, rerank_memory_bytes
+from reidlib.training.engine import train
 
 from conftest import tiny_recipe
 
@@ -27,7 +27,7 @@ def test_msmt17_needs_more_than_this_machine_and_says_how_much():
 def test_evaluation_refuses_before_computing_any_distance(monkeypatch):
     monkeypatch.setattr(reranking, "available_memory_bytes", lambda: 1000)
     monkeypatch.setattr(
-        "reidlib.evaluation.pairwise_distance", lambda *a, **k: pytest.fail("distances computed")
+        "reidlib.evaluation.features.pairwise_distance", lambda *a, **k: pytest.fail("distances computed")
     )
     q, g = [("q.jpg", 1, 0)] * 3, [("g.jpg", 1, 1)] * 5
     with pytest.raises(MemoryError, match="needs about 0.0 GiB .* 0.0 GiB is available"):

@@ -1,4 +1,4 @@
-"""Tests of reidlib.reranking against a slow literal implementation of Zhong et al. (CVPR 2017)."""
+"""Tests of reidlib.evaluation.reranking against a slow literal implementation of Zhong et al. (CVPR 2017)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.reranking import re_ranking
+from reidlib.evaluation.reranking import re_ranking
 
 
 def literal_re_ranking(q_g, q_q, g_g, k1, k2, lambda_value):
@@ -127,7 +127,7 @@ def test_inconsistent_shapes_and_bad_arguments():
 
 
 def test_small_chunks_give_the_same_result(monkeypatch):
-    import reidlib.reranking as rr
+    import reidlib.evaluation.reranking as rr
 
     q_g, q_q, g_g = _problem(5, nq=7, ng=15)
     whole = re_ranking(q_g, q_q, g_g, k1=4, k2=3)

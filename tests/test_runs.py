@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reidlib import runs
 from reidlib.config import load_recipe
-from reidlib.engine import train
-from reidlib.runs import RunReadError, read_run, runs_table
+from reidlib.experiments import runs
+from reidlib.experiments.runs import RunReadError, read_run, runs_table
+from reidlib.training.engine import train
 
 from conftest import tiny_recipe
 

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from reidlib.samplers import PKBatchSampler
+from reidlib.data.samplers import PKBatchSampler
 
 
 def random_pids(seed: int, num_ids: int, k: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reidlib.config import OptimConfig, load_recipe
-from reidlib.schedule import lr_at
+from reidlib.training.schedule import lr_at
 
 # docs/reading-the-papers.md#sen-the-eq-11-typo: lr(t) = 4.5e-4 * t / 10 for t <= 10, then 4.5e-4 to
 # epoch 45, 4.5e-5 to 90, 4.5e-6 to 210.

@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from reidlib.datasets import load_dataset
-from reidlib.metrics import evaluate_rank
+from reidlib.data.datasets import load_dataset
+from reidlib.evaluation.metrics import evaluate_rank
 
 
 @pytest.mark.slow

@@ -1,8 +1,11 @@
-"""The house rules a change can break without a failing behaviour test (issue 15's acceptance).
+"""The house rules a change can break without a failing behaviour test.
 
-Read from the source with ``ast``: no function in reidlib/ over 80 lines; no ``isinstance`` of a network
-class outside reidlib/models/ (a figure asks the feature-map contract, not the class); the split folder
-names and the evaluation variant names each spelled in one module only.
+Read from the source with ``ast``: the package is layered (a module never imports from a layer above its
+own, function-level imports included, so there is no import cycle); ``ls reidlib`` shows at most a few
+modules beside the layers; viz draws what it is handed and reads no file; no function in reidlib/ over 80
+lines; no ``isinstance`` of a network class outside reidlib/models/ (a figure asks the feature-map
+contract, not the class); the split folder names and the evaluation variant names each spelled in one
+module only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import ast
 
 import pytest
 
-from reidlib.paths import repo_root
+from reidlib.utils.paths import repo_root
 
 PACKAGE = repo_root() / "reidlib"
 MAX_FUNCTION_LINES = 80
@@ -19,9 +22,43 @@ MAX_FUNCTION_LINES = 80
 NETWORK_CLASSES = {"ReIDNetwork", "Baseline", "SEN", "BatchDropBlock", "DeepMiner", "InputErasedBranch"}
 # Strings that belong to one module each: the Market layout's folders, the evaluation variants.
 SPELLED_ONCE = {
-    "bounding_box_train": "datasets/base.py",
-    "bounding_box_test": "datasets/base.py",
-    "flip+rerank": "runfolder.py",
+    "bounding_box_train": "data/datasets/base.py",
+    "bounding_box_test": "data/datasets/base.py",
+    "flip+rerank": "config.py",
+}
+# The layers, lowest first: a module may import from its own layer and the layers below it only. The
+# name is the first part of the module's path in reidlib/ (a subpackage, or a top-level module).
+LAYERS = (
+    ("utils",),
+    ("erasing",),
+    ("models",),
+    ("config",),
+    ("data",),
+    ("evaluation",),
+    ("training",),
+    ("experiments",),
+    ("viz",),
+    ("notebooks",),
+    ("cli", "__main__", "__init__"),
+)
+MAX_TOP_LEVEL_MODULES = 8
+# What viz may not call: it draws arrays and tables it is handed, it reads no file.
+FILE_READERS = {
+    "open",
+    "read_text",
+    "read_bytes",
+    "glob",
+    "rglob",
+    "iterdir",
+    "read_image",
+    "load_test_batch",
+    "load",
+    "loads",
+    "read_csv",
+    "read_json",
+    "read_log",
+    "load_dataset",
+    "torch_load",
 }
 
 
@@ -80,6 +117,101 @@ def spelled_in(mods, text: str) -> set[str]:
     return where
 
 
+def module_name(path: str) -> str:
+    """``data/datasets/base.py`` -> ``reidlib.data.datasets.base``; ``viz/__init__.py`` -> ``reidlib.viz``."""
+    parts = ["reidlib", *path.removesuffix(".py").split("/")]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """The reidlib modules ``tree`` imports anywhere (module level, functions, TYPE_CHECKING blocks).
+
+    reidlib imports by absolute name only (a relative import is reported as the module ``.``)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("reidlib")}
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            if base.startswith(("reidlib", ".")):
+                out |= {f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names}
+    return out - {name}
+
+
+def layer_of(module: str) -> int:
+    if module.startswith("."):
+        raise AssertionError("a relative import: reidlib imports its modules by their full name")
+    top = module.split(".")[1] if "." in module else "__init__"
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"{module}: in no layer of LAYERS; add its folder there")
+
+
+def import_graph(mods) -> dict[str, set[str]]:
+    names = {module_name(name): tree for name, tree in mods}
+    return {name: imported(name, tree, set(names)) for name, tree in names.items()}
+
+
+def upward_imports(mods) -> list[str]:
+    graph = import_graph(mods)
+    return sorted(
+        f"{m} -> {d}" for m, deps in graph.items() for d in deps if d in graph and layer_of(d) > layer_of(m)
+    )
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``, each as the modules on it (depth-first search)."""
+    found, done, path = [], set(), []
+
+    def visit(m: str) -> None:
+        if m in path:
+            found.append(path[path.index(m) :] + [m])
+            return
+        if m in done:
+            return
+        path.append(m)
+        for d in sorted(graph.get(m, ())):
+            visit(d)
+        path.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+    return found
+
+
+def file_reads_in_viz(mods) -> list[str]:
+    return [
+        f"{name}:{node.lineno} {getattr(node.func, 'id', getattr(node.func, 'attr', ''))}"
+        for name, tree in mods
+        if name.startswith("viz/")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) in FILE_READERS
+    ]
+
+
+def test_a_module_never_imports_from_a_layer_above_its_own():
+    assert upward_imports(modules()) == []
+
+
+def test_there_is_no_import_cycle():
+    assert cycles(import_graph(modules())) == []
+
+
+def test_ls_reidlib_shows_the_layers_and_a_few_modules():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+    layered = {name for names in LAYERS for name in names}
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert folders <= layered and {p.removesuffix(".py") for p in top} <= layered
+
+
+def test_viz_reads_no_file():
+    assert file_reads_in_viz(modules()) == []
+
+
 def test_the_network_classes_named_here_exist():
     defined = {
         node.name for _, tree in modules() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
@@ -112,3 +244,17 @@ def test_the_rules_catch_a_module_that_breaks_them():
     assert network_isinstance([("models/bad.py", mods[0][1])]) == []  # models/ may ask
     assert spelled_in(mods, "flip+rerank") == {"viz/bad.py"}
     assert spelled_in([("doc.py", ast.parse('"""flip+rerank"""'))], "flip+rerank") == set()
+
+
+def test_the_layer_rules_catch_an_upward_import_a_cycle_and_a_file_read():
+    low = ast.parse("def f():\n    from reidlib.training.engine import train\n")  # a function-level import
+    high = ast.parse("from reidlib.utils.paths import repo_root\n")
+    mods = [("utils/bad.py", low), ("training/engine.py", high)]
+    assert upward_imports(mods) == ["reidlib.utils.bad -> reidlib.training.engine"]
+    graph = import_graph([*mods, ("utils/paths.py", ast.parse("import reidlib.utils.bad\n"))])
+    assert cycles(graph) == [
+        ["reidlib.training.engine", "reidlib.utils.paths", "reidlib.utils.bad", "reidlib.training.engine"]
+    ]
+    reads = ast.parse("from PIL import Image\ndef draw(p):\n    return Image.open(p), p.read_text()\n")
+    assert file_reads_in_viz([("viz/bad.py", reads)]) == ["viz/bad.py:3 open", "viz/bad.py:3 read_text"]
+    assert file_reads_in_viz([("data/ok.py", reads)]) == []

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reidlib.datasets import synthetic
-from reidlib.datasets.base import DatasetError, read_market_folder, split_stats
-from reidlib.datasets.synthetic import SyntheticDatasetError, make_synthetic
-from reidlib.datasets.synthetic_plan import describe_identity
-from reidlib.datasets.synthetic_render import person_labels
+from reidlib.data.datasets import synthetic
+from reidlib.data.datasets.base import DatasetError, read_market_folder, split_stats
+from reidlib.data.datasets.synthetic import SyntheticDatasetError, make_synthetic
+from reidlib.data.datasets.synthetic_plan import describe_identity
+from reidlib.data.datasets.synthetic_render import person_labels
 
 SMALL = {"num_train_ids": 8, "num_test_ids": 6}  # the set the tests and the quick checks use
 TINY = {"num_train_ids": 1, "num_test_ids": 1, "images_per_id": (4, 4), "num_distractors": 1, "num_junk": 1}

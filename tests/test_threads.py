@@ -1,4 +1,4 @@
-"""The CPU thread policy (reidlib.threads): PASSIVE OpenMP waits unless the user chose, and as many
+"""The CPU thread policy (reidlib.utils.threads): PASSIVE OpenMP waits unless the user chose, and as many
 torch threads as the process may run on."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reidlib.config import ConfigError, load_recipe
-from reidlib.threads import apply_wait_policy, set_torch_threads, usable_cores
+from reidlib.utils.threads import apply_wait_policy, set_torch_threads, usable_cores
 
 
 def test_wait_policy_is_set_when_the_user_set_nothing():
@@ -55,7 +55,7 @@ def test_threads_follow_the_affinity_mask_not_the_machine():
     # pin a child process to one core (as taskset or a container would): torch gets 1 thread
     code = (
         "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
-        "import torch; from reidlib.threads import set_torch_threads\n"
+        "import torch; from reidlib.utils.threads import set_torch_threads\n"
         "print(set_torch_threads(0), torch.get_num_threads())\n"
     )
     assert _run(code, dict(os.environ)) == "1 1"

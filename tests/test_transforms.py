@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reidlib.transforms import (
+from reidlib.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_test_transform,

@@ -11,7 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from reidlib.datasets import DatasetError, ImageRecord, ReidDataset, load_folder
+from reidlib.data.datasets import DatasetError, ImageRecord, ReidDataset, load_folder
+from reidlib.data import stats
+from reidlib.experiments.paper_results import sen_table1_row
 from reidlib.viz import data as vdata
 
 # ----------------------------------------------------------------------------- a hand-counted dataset
@@ -34,7 +36,7 @@ def _write_image(path: Path, height: int, width: int, fmt: str = "JPEG") -> None
 
 
 def test_distractors_are_gallery_ids_without_query():
-    assert vdata.distractor_pids(HAND) == {0, 9}
+    assert stats.distractor_pids(HAND) == {0, 9}
 
 
 def test_table1_row_counts_by_hand():
@@ -49,7 +51,7 @@ def test_table1_row_counts_by_hand():
         "images_examined": 10,
         "sampled": False,
     }
-    row = vdata.table1_row(HAND, sizes, junk=7)
+    row = stats.table1_row(HAND, sizes, junk=7)
     assert row["dataset"] == "hand" and row["source"] == "measured"
     assert (row["train_ids"], row["train_images"]) == (2, 3)
     assert (row["query_ids"], row["query_images"]) == (2, 2)
@@ -62,20 +64,20 @@ def test_table1_row_counts_by_hand():
 
 
 def test_table1_keeps_integers_and_leaves_missing_cells_empty():
-    row = vdata.table1_row(HAND, {"height_min": 8, "height_median": 8.0, "resolution": "fixed"}, junk=None)
-    table = vdata.table1([row, vdata.absent_row("dukemtmc", "absent: x"), vdata.paper_row("market1501")])
-    assert list(table.columns) == list(vdata.TABLE1_COLUMNS)
+    row = stats.table1_row(HAND, {"height_min": 8, "height_median": 8.0, "resolution": "fixed"}, junk=None)
+    table = stats.table1([row, stats.absent_row("dukemtmc", "absent: x"), sen_table1_row("market1501")])
+    assert list(table.columns) == list(stats.TABLE1_COLUMNS)
     assert list(table["source"]) == ["measured", "absent", "SEN Table 1"]
     assert str(table["train_images"].dtype) == "Int64"
     assert table.loc[0, "train_images"] == 3 and pd.isna(table.loc[1, "train_images"])
     assert pd.isna(table.loc[0, "junk_images"])
     assert table.loc[2, "gallery_images"] == 19732 and table.loc[2, "train_ids"] == 751
     assert ",3.0," not in table.to_csv(index=False)  # counts stay integers in the CSV
-    assert vdata.paper_row("synthetic") is None
+    assert sen_table1_row("synthetic") is None
 
 
 def test_camera_counts_by_hand():
-    got = vdata.camera_counts(HAND)
+    got = stats.camera_counts(HAND)
     want = pd.DataFrame(
         [
             ("train", 0, 1, 1),
@@ -92,7 +94,7 @@ def test_camera_counts_by_hand():
 
 
 def test_identity_table_by_hand():
-    got = vdata.identity_table(HAND)
+    got = stats.identity_table(HAND)
     want = pd.DataFrame(
         [
             ("train", 0, 2, 2, False),
@@ -110,8 +112,8 @@ def test_identity_table_by_hand():
 
 
 def test_dataset_summary_per_identity():
-    summary = vdata.dataset_summary(
-        HAND, {"resolution": "fixed"}, None, vdata.camera_counts(HAND), vdata.identity_table(HAND)
+    summary = stats.dataset_summary(
+        HAND, {"resolution": "fixed"}, None, stats.camera_counts(HAND), stats.identity_table(HAND)
     )
     assert summary["per_identity"]["train"]["images_per_identity"] == {"min": 1, "median": 1.5, "max": 2}
     assert summary["per_identity"]["gallery"]["images_per_identity"]["max"] == 1  # distractors left out
@@ -127,13 +129,13 @@ def test_image_size_stats_by_hand(tmp_path):
     for i, (h, w) in enumerate(shapes):
         paths.append(tmp_path / f"{i}.png")
         _write_image(paths[-1], h, w, "PNG")
-    s = vdata.image_size_stats(paths)
+    s = stats.image_size_stats(paths)
     assert (s["height_min"], s["height_median"], s["height_max"]) == (10, 12.0, 30)
     assert (s["width_min"], s["width_median"], s["width_max"]) == (20, 20.0, 40)
     assert s["resolution"] == "vary" and s["images_examined"] == 3 and s["sampled"] is False
-    same = vdata.image_size_stats(paths[:1] * 2)
+    same = stats.image_size_stats(paths[:1] * 2)
     assert same["resolution"] == "fixed"
-    sample = vdata.image_size_stats(paths, max_images=2, seed=1)
+    sample = stats.image_size_stats(paths, max_images=2, seed=1)
     assert sample["images_examined"] == 2 and sample["sampled"] is True
 
 
@@ -145,16 +147,16 @@ def test_image_size_stats_reads_headers_only(tmp_path):
     data = buf.getvalue()
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[: len(data) // 2])
-    assert vdata.image_size_stats([path])["height_max"] == 64
+    assert stats.image_size_stats([path])["height_max"] == 64
 
 
 def test_image_size_stats_errors(tmp_path):
     bad = tmp_path / "not_an_image.jpg"
     bad.write_bytes(b"hello")
     with pytest.raises(DatasetError, match="not_an_image.jpg"):
-        vdata.image_size_stats([bad])
+        stats.image_size_stats([bad])
     with pytest.raises(ValueError, match="paths"):
-        vdata.image_size_stats([])
+        stats.image_size_stats([])
 
 
 def test_count_junk_in_market_layout(tmp_path):
@@ -172,9 +174,9 @@ def test_count_junk_in_market_layout(tmp_path):
         for name in files:
             _write_image(tmp_path / folder / name, 8, 4)
     ds = load_folder(tmp_path)
-    assert vdata.count_junk(ds) == 2
+    assert stats.count_junk(ds) == 2
     assert len(ds.gallery) == 2  # the parser dropped the junk
-    assert vdata.count_junk(HAND) is None  # no Market-layout folders
+    assert stats.count_junk(HAND) is None  # no Market-layout folders
 
 
 # ----------------------------------------------------------------------------- loading
@@ -182,20 +184,20 @@ def test_count_junk_in_market_layout(tmp_path):
 
 def test_dataset_root_rules(tmp_path):
     (tmp_path / "market1501").mkdir()
-    assert vdata.dataset_root("market1501", "", several=True) is None
-    assert vdata.dataset_root("market1501", tmp_path, several=False) == tmp_path
-    assert vdata.dataset_root("market1501", tmp_path, several=True) == tmp_path / "market1501"
-    assert vdata.dataset_root("dukemtmc", tmp_path, several=True) == tmp_path  # no dukemtmc/ below
-    assert vdata.dataset_root("synthetic", tmp_path, several=True) == tmp_path / "synthetic"
+    assert stats.dataset_root("market1501", "", several=True) is None
+    assert stats.dataset_root("market1501", tmp_path, several=False) == tmp_path
+    assert stats.dataset_root("market1501", tmp_path, several=True) == tmp_path / "market1501"
+    assert stats.dataset_root("dukemtmc", tmp_path, several=True) == tmp_path  # no dukemtmc/ below
+    assert stats.dataset_root("synthetic", tmp_path, several=True) == tmp_path / "synthetic"
 
 
 def test_load_datasets_single_missing_raises(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        vdata.load_datasets(["market1501"], tmp_path / "nowhere")
+        stats.load_datasets(["market1501"], tmp_path / "nowhere")
 
 
 def test_load_datasets_survey_notes_absent(tiny_synthetic):
-    present, absent = vdata.load_datasets(["synthetic", "market1501"], tiny_synthetic.parent)
+    present, absent = stats.load_datasets(["synthetic", "market1501"], tiny_synthetic.parent)
     assert list(present) == ["synthetic"] and present["synthetic"].root == tiny_synthetic
     assert list(absent) == ["market1501"] and absent["market1501"].startswith("absent: ")
     assert "\n" not in absent["market1501"]
@@ -203,15 +205,15 @@ def test_load_datasets_survey_notes_absent(tiny_synthetic):
 
 def test_load_datasets_bad_input(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset"):
-        vdata.load_datasets(["market"], tmp_path)
+        stats.load_datasets(["market"], tmp_path)
     with pytest.raises(ValueError, match="non-empty list"):
-        vdata.load_datasets([], tmp_path)
+        stats.load_datasets([], tmp_path)
     with pytest.raises(ValueError, match="non-empty list"):
-        vdata.load_datasets("synthetic", tmp_path)
+        stats.load_datasets("synthetic", tmp_path)
     with pytest.raises(ValueError, match="repeated"):
-        vdata.load_datasets(["synthetic", "synthetic"], tmp_path)
+        stats.load_datasets(["synthetic", "synthetic"], tmp_path)
     with pytest.raises(DatasetError, match="none of the datasets"):
-        vdata.load_datasets(["market1501", "dukemtmc"], tmp_path)
+        stats.load_datasets(["market1501", "dukemtmc"], tmp_path)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -219,23 +221,23 @@ def test_load_datasets_bad_input(tmp_path):
 
 def test_sample_per_camera_prefers_distinct_identities():
     records = [R(f"a{i}", pid, 0) for i, pid in enumerate([1, 1, 1, 2, 2, 3])] + [R("b0", 4, 3)]
-    out = vdata.sample_per_camera(records, 3, seed=5)
+    out = stats.sample_per_camera(records, 3, seed=5)
     assert list(out) == [0, 3]
     assert sorted(r.pid for r in out[0]) == [1, 2, 3]  # three distinct pids exist, so three are taken
     assert out[3] == [R("b0", 4, 3)]  # fewer than k: all of them
-    more = vdata.sample_per_camera(records, 5, seed=5)[0]
+    more = stats.sample_per_camera(records, 5, seed=5)[0]
     assert len(more) == 5 and len({r.pid for r in more[:3]}) == 3
     assert all(r.camid == 0 for r in more)
-    assert vdata.sample_per_camera(records, 3, seed=5) == out  # seeded
+    assert stats.sample_per_camera(records, 3, seed=5) == out  # seeded
     with pytest.raises(ValueError, match="samples_per_camera"):
-        vdata.sample_per_camera(records, 0)
+        stats.sample_per_camera(records, 0)
 
 
 # ----------------------------------------------------------------------------- figures
 
 
 def test_plot_images_per_camera():
-    fig = vdata.plot_images_per_camera(vdata.camera_counts(HAND), "hand")
+    fig = vdata.plot_images_per_camera(stats.camera_counts(HAND), "hand")
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     assert ax.get_xlabel() and ax.get_ylabel() == "images" and ax.get_title() == "hand"
@@ -243,7 +245,7 @@ def test_plot_images_per_camera():
 
 
 def test_plot_identity_distributions():
-    fig = vdata.plot_identity_distributions(vdata.identity_table(HAND), "hand")
+    fig = vdata.plot_identity_distributions(stats.identity_table(HAND), "hand")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     for ax in fig.axes:
         assert ax.get_xlabel() and ax.get_ylabel() == "identities" and ax.get_title()
@@ -256,8 +258,10 @@ def test_plot_samples_per_camera(tmp_path):
             path = tmp_path / f"{pid}_{cam}.png"
             _write_image(path, 16, 8, "PNG")
             records.append(R(str(path), pid, cam))
-    samples = vdata.sample_per_camera(records, 2)
-    fig = vdata.plot_samples_per_camera(samples, "grid")
+    samples = stats.sample_per_camera(records, 2)
+    images = stats.sample_images(samples)
+    assert images[0][0][0].shape == (16, 8, 3) and images[0][0][1] == samples[0][0]
+    fig = vdata.plot_samples_per_camera(images, "grid")
     assert isinstance(fig, Figure) and len(fig.axes) == 4  # 2 cameras x 2 images
     assert fig.axes[0].get_ylabel() == "camera 0" and fig.axes[2].get_ylabel() == "camera 1"
     first = samples[0][0]

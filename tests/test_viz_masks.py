@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from reidlib import erasing
+from reidlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reidlib.models import build_model
-from reidlib.transforms import IMAGENET_MEAN, IMAGENET_STD
 from reidlib.viz import masks as vmask
 
 # ----------------------------------------------------------------------------- pure helpers

@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from reidlib.viz.training import (
+from reidlib.experiments.logs import (
     TrainingLogError,
     branch_grads_table,
     main_variant,
     metrics_table,
-    plot_branch_grads,
-    plot_cmc,
-    plot_training_curves,
     read_branch_grads,
     read_training_log,
     training_log,
 )
+from reidlib.viz.training import plot_branch_grads, plot_cmc, plot_training_curves
 
 # Written by hand in the engine's format: a blank line, epochs out of order, epoch 2 logged twice
 # (the later row wins), metrics at epochs 2 and 4 only, and a loss term that appears at epoch 3.

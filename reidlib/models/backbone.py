@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from reidlib.fileio import read_torch_file
+from reidlib.utils.fileio import read_torch_file
 
 # name -> (torchvision builder, the ImageNet weights the papers' era used). V1 weights are the
 # classic torchvision/Caffe-era checkpoints that BoT, SEN and Deep Miner started from.

@@ -24,12 +24,12 @@ from typing import Literal, get_args
 
 from torch import Tensor
 
-from reidlib.checks import check_choice, check_flag, check_fraction
 from reidlib.erasing import Erase, random_block_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
 from reidlib.models.heads import BNNeck, ReductionHead, global_avg_pool, global_max_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
+from reidlib.utils.checks import check_choice, check_flag, check_fraction
 
 BDBHead = Literal["reduction", "bnneck"]
 BDB_HEADS = get_args(BDBHead)

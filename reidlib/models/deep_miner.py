@@ -22,7 +22,6 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from reidlib.checks import check_choice, check_flag, check_fraction
 from reidlib.erasing import Erase, minmax_threshold_mask
 from reidlib.models.attention import (
     CHAM_ACTIVATIONS,
@@ -35,6 +34,7 @@ from reidlib.models.backbone import ResNetBackbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
+from reidlib.utils.checks import check_choice, check_flag, check_fraction
 
 ATTENTION_AFTER = (2, 3)  # blocks followed by ATT in G and in the copies (section 3.4)
 

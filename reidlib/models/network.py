@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reidlib.checks import check_int
 from reidlib.models.outputs import ModelOutput
+from reidlib.utils.checks import check_int
 
 
 def check_num_classes(num_classes: int) -> None:
@@ -59,7 +59,7 @@ class ReIDNetwork(nn.Module):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The parameters every branch's gradient flows through (the trunk the branches compete
-        for; :mod:`reidlib.branch_grads`): the backbone, unless a network says otherwise."""
+        for; :mod:`reidlib.training.branch_grads`): the backbone, unless a network says otherwise."""
         return list(self.backbone.parameters())
 
     @property

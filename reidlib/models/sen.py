@@ -20,12 +20,12 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from reidlib.checks import Bounds, check_flag, check_fraction, check_number
 from reidlib.erasing import Erase, low_activation_mask, top_activation_mask
 from reidlib.models.backbone import ResNetBackbone, bottleneck
 from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
+from reidlib.utils.checks import Bounds, check_flag, check_fraction, check_number
 
 
 class SEN(ReIDNetwork):

@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from reidlib.reporting import FIGURE_DPI
-from reidlib.runs import NETWORK_LABELS, VARIANTS
+from reidlib.experiments.runs import NETWORK_LABELS, VARIANTS
+from reidlib.viz.style import FIGURE_DPI
 
 # Okabe-Ito, safe for the common colour-vision deficiencies
 PAPER_COLOR, OURS_COLOR = "#0072B2", "#D55E00"
@@ -89,7 +89,8 @@ def ablation_figure(
     param: str | None = None,
     metrics: Sequence[str] = ("rank1", "mAP"),
 ) -> Figure:
-    """One grid of :func:`reidlib.paper_comparison.compare_with_paper` as dot plots: a row of panels per
+    """One grid of :func:`reidlib.experiments.paper_comparison.compare_with_paper` as dot plots: a row of
+    panels per
     source (published, ours), a column per metric. Table grids put the rows on x in grid order, draw the
     reference (first) row as a dashed line and write ``value (gain)`` at each point; sweeps (``param``
     set) put the swept value on x and draw rows without a value (the baseline) as a dotted line."""
@@ -235,7 +236,7 @@ def _recipe_kinds(nets: list[str], recipes: list[str]) -> list[str]:
 def network_figure(runs: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Our networks at one budget: rank-1 / mAP / mINP per network (gain over BoT in points written
     under the value when ``gain_<metric>`` columns are present, see
-    :func:`reidlib.runs.gains_over_reference`), and beside it (below it for more than
+    :func:`reidlib.experiments.runs.gains_over_reference`), and beside it (below it for more than
     ``SIDE_BY_SIDE_RUNS`` runs) mAP for each evaluation variant the runs have."""
     if runs.empty:
         raise ValueError("runs is empty: nothing to plot")
@@ -321,7 +322,7 @@ def clean_method(name: str) -> str:
 
 def sota_rows(published: pd.DataFrame, ours: pd.DataFrame | None, dataset: str) -> pd.DataFrame:
     """The comparison on ``dataset``: the rows of the published state-of-the-art tables (SEN Tables 3-4,
-    Deep Miner Tables 5-8) and ours (:func:`reidlib.runs.as_published_rows`), sorted by mAP.
+    Deep Miner Tables 5-8) and ours (:func:`reidlib.experiments.runs.as_published_rows`), sorted by mAP.
 
     A method printed with "-" for both numbers on this dataset is left out. Columns: method (citation
     stripped; each paper's own row named "SEN" / "Deep Miner"), kind ("this paper", "published" or

@@ -23,9 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from reidlib.data.transforms import denormalize
 from reidlib.models import ReIDNetwork
-from reidlib.reporting import FIGURE_DPI
-from reidlib.transforms import denormalize
+from reidlib.viz.style import FIGURE_DPI
 
 ERASED_COLOR = "#D55E00"  # Okabe-Ito vermillion: hatching of erased cells, erased bars
 KEPT_COLOR = "#0072B2"  # Okabe-Ito blue: kept positions

@@ -1,4 +1,5 @@
-"""Launched by tests/test_distributed.py under torchrun: trains a tiny recipe with reidlib.engine.train
+"""Launched by tests/test_distributed.py under torchrun: trains a tiny recipe with
+reidlib.training.engine.train
 and records, per rank and epoch, the batches the rank's sampler gave and a checksum of the weights."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-import reidlib.engine as engine
+import reidlib.training.engine as engine
 from reidlib.config import load_recipe
 
 record_dir = Path(sys.argv[1])

@@ -1,0 +1,125 @@
+"""Where a notebook puts what it produces, and the checks that it did.
+
+Every notebook writes into one folder (``output_folder``): figures as PNG, tables as CSV, numbers as
+JSON, each written atomically. Its last cell calls ``check_outputs`` so that a run (papermill, nbval)
+fails when a figure is missing, empty or not the size it should be.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reidlib.utils.fileio import atomic_path, atomic_write_json
+from reidlib.utils.paths import results_root
+from reidlib.viz.style import FIGURE_DPI
+
+
+def output_folder(notebook: str, output_dir: str = "") -> Path:
+    """``output_dir`` when given (the runner passes ``results/<run_id>/<notebook>``), else
+    ``results/notebooks/<notebook>`` for interactive and nbval runs. Created if missing."""
+    folder = Path(output_dir) if output_dir else results_root() / "notebooks" / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:
+    """Save a matplotlib figure as PNG (fixed dpi, so its pixel size is known) and return the path.
+
+    ``colors``: store a palette of that many colours instead of full RGBA. Figures made of photos
+    (ranked lists, activation overlays) shrink about 3x at 256 colours with no visible change, which
+    is what keeps committed run reports small.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if colors is None:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        else:
+            from PIL import Image
+
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            buffer.seek(0)
+            with Image.open(buffer) as image:
+                palette = image.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
+            palette.save(tmp, format="png", optimize=True)
+    return path
+
+
+def show_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:
+    """Save ``fig`` as :func:`save_figure` does and display that PNG in the notebook.
+
+    The notebook shows the file's own bytes (an ``image/png`` output), so what a reader sees in
+    JupyterLab, in a papermill copy and on disk is one image, whatever matplotlib backend is active
+    (a ``Figure`` made without pyplot has no inline display of its own).
+    """
+    from IPython.display import Image, display
+
+    path = save_figure(fig, path, dpi=dpi, colors=colors)
+    display(Image(filename=str(path)))
+    return path
+
+
+def save_table(df, path: str | Path) -> Path:
+    """Save a pandas DataFrame as CSV (index kept only when it is named)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=df.index.name is not None)
+    return path
+
+
+def save_json(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_json(path, obj)
+    return path
+
+
+class OutputCheckError(AssertionError):
+    """A notebook did not write what it promised."""
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) read from a PNG header."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise OutputCheckError(f"{path}: not a PNG file")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def check_outputs(
+    folder: str | Path,
+    *,
+    figures: Mapping[str, tuple[int, int]] = (),
+    tables: Sequence[str] = (),
+    jsons: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Check that ``folder`` holds each figure (PNG at least (width, height) pixels), each table (CSV
+    with a header and at least one row) and each JSON file; return a summary, raise otherwise."""
+    folder = Path(folder)
+    summary: dict[str, Any] = {}
+    for name, (min_w, min_h) in dict(figures).items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OutputCheckError(f"figure {path} was not written")
+        w, h = png_size(path)
+        if w < min_w or h < min_h:
+            raise OutputCheckError(f"figure {path} is {w}x{h} pixels, expected at least {min_w}x{min_h}")
+        summary[name] = [w, h]
+    for name in tables:
+        path = folder / name
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if len(lines) < 2:
+            raise OutputCheckError(f"table {path} is missing or has no rows")
+        summary[name] = len(lines) - 1
+    for name in jsons:
+        path = folder / name
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise OutputCheckError(f"{path} is missing or not JSON: {err}") from err
+        summary[name] = "ok"
+    return summary

@@ -1,0 +1,308 @@
+"""Run the numbered notebooks headless with papermill into ``results/<run_id>/``.
+
+``python -m reidlib notebooks run --params demo`` executes every ``notebooks/NN_*.ipynb`` with the
+parameters in ``notebooks/params/<notebook>/<params>.yaml`` (the committed demo and GPU settings),
+each writing its figures, tables and metrics under ``results/<run_id>/<notebook>/`` and its executed
+copy as ``results/<run_id>/<notebook>.ipynb``. Parameter files and ``--set`` values are checked
+against each notebook's cell tagged ``parameters`` before anything runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from reidlib.notebooks.kernel import LOG_LEVEL_VAR
+from reidlib.training.provenance import git_state
+from reidlib.utils.fileio import atomic_write_json
+from reidlib.utils.paths import repo_root, results_root
+from reidlib.utils.threads import apply_wait_policy
+
+
+class NotebookRunError(ValueError):
+    """A parameter file, a parameter name or a notebook is not what the runner expects."""
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
+    """The numbered notebooks in order; ``only`` selects by stem or number prefix (``03``), and runs
+    them in the order given (``make reproduce`` trains in 03 before 02 draws that network's masks)."""
+    paths = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return paths
+    matches = {o: [p for p in paths if p.stem == o or p.stem.startswith(f"{o}_")] for o in only}
+    missing = [o for o, found in matches.items() if not found]
+    if missing:
+        raise NotebookRunError(f"no notebook matches {missing}; notebooks: {[p.stem for p in paths]}")
+    return list(dict.fromkeys(p for o in only for p in matches[o]))
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (literals only, by convention)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise NotebookRunError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    params = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target = node.target  # `r1: float = 0.1`: papermill --help-notebook shows the type
+        else:
+            continue
+        if not isinstance(target, ast.Name):
+            continue
+        try:
+            params[target.id] = ast.literal_eval(node.value)
+        except ValueError as err:
+            raise NotebookRunError(f"{path}: parameter {target.id} is not a literal ({err})") from err
+    return params
+
+
+def _show(path: Path) -> str:
+    """A path as the user would type it: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def params_file(notebook: Path, params: str) -> Path:
+    return notebooks_dir() / "params" / notebook.stem / f"{params}.yaml"
+
+
+def available_params(notebook: Path) -> list[str]:
+    return sorted(p.stem for p in (notebooks_dir() / "params" / notebook.stem).glob("*.yaml"))
+
+
+def is_path_parameter(name: str) -> bool:
+    """Parameters that hold paths, by their names: ``*_root``, ``*_dir``, ``*_dirs``, ``checkpoint``."""
+    return name == "checkpoint" or name.endswith(("_root", "_dir", "_dirs"))
+
+
+def absolute_paths(name: str, value: Any) -> Any:
+    """A path parameter's relative paths made absolute from the caller's working directory, as papermill
+    reads its own paths (the kernel runs in notebooks/, so it would read them from there); "" stays ""."""
+    if not is_path_parameter(name):
+        return value
+    if isinstance(value, str):
+        return str(Path(value).expanduser().resolve()) if value else value
+    if isinstance(value, list):
+        return [absolute_paths(name, v) for v in value]
+    return value
+
+
+@dataclass
+class NotebookJob:
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -> list[NotebookJob]:
+    """Resolve and check every notebook's parameters; raises before any notebook runs."""
+    parsed = []
+    for text in overrides:
+        if "=" not in text:
+            raise NotebookRunError(f"--set {text!r}: expected name=value")
+        name, value = text.split("=", 1)
+        parsed.append((name.strip(), yaml.safe_load(value)))
+    jobs, used = [], set()
+    for nb in notebook_paths(only):
+        path = params_file(nb, params)
+        if not path.is_file():
+            raise NotebookRunError(
+                f"{nb.stem}: no parameter file {_show(path)}; available: {available_params(nb) or 'none'}"
+            )
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise NotebookRunError(f"{path}: expected a mapping of parameter names to values")
+        declared = declared_parameters(nb)
+        for name, value in parsed:
+            if name in declared:
+                values[name] = value
+                used.add(name)
+        values = {name: absolute_paths(name, value) for name, value in values.items()}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise NotebookRunError(
+                f"{_show(path)}: unknown parameter(s) {unknown} for {nb.stem}; it declares {sorted(declared)}"
+            )
+        jobs.append(NotebookJob(nb, values))
+    unused = sorted({n for n, _ in parsed} - used)
+    if unused:
+        raise NotebookRunError(f"--set {unused}: no selected notebook declares such a parameter")
+    return jobs
+
+
+def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) -> list[str]:
+    """What a reader of the notebook would miss: each PNG in ``pngs`` (the figures the notebook wrote)
+    must appear, byte for byte, as an ``image/png`` output among ``outputs``, and no output may be a
+    bare ``<Figure ...>`` text (a figure that was never drawn). Empty when all is well."""
+    shown, problems = set(), []
+    for output in outputs:
+        data = output.get("data", {})
+        if "image/png" in data:
+            shown.add(base64.b64decode(data["image/png"]))
+        texts = [data.get("text/plain", ""), output.get("text", "")] if "image/png" not in data else []
+        for text in texts:
+            text = "".join(text) if isinstance(text, list) else text
+            if "<Figure size" in text:
+                problems.append(f"a figure is shown as text, not as an image: {text.strip()[:60]!r}")
+    for png in sorted(pngs):
+        if png.read_bytes() not in shown:
+            problems.append(f"{_show(png)} was written but is not displayed in the notebook")
+    return problems
+
+
+def notebook_outputs(path: Path) -> list[dict[str, Any]]:
+    nb = nbformat.read(path, as_version=4)
+    return [output for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+
+
+def kernel_name() -> str:
+    """``reidlib`` when that kernel is installed (``make install``), else ``python3`` (this interpreter:
+    the runner puts it first on PATH)."""
+    from reidlib.notebooks.kernel import KERNEL_NAME, is_installed
+
+    return KERNEL_NAME if is_installed() else "python3"
+
+
+def run(
+    params: str = "demo",
+    *,
+    only: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+) -> Path:
+    """Execute the notebooks; returns the run folder. Raises on the first notebook that fails, or whose
+    figures are not displayed in it (``figure_problems``)."""
+    import papermill
+
+    jobs = plan(params, only, overrides)
+    run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    apply_wait_policy()  # inherited by every kernel (reidlib.utils.threads)
+    os.environ.setdefault(LOG_LEVEL_VAR, "CRITICAL")  # errors come back in the cells' outputs
+    # The kernel must be this interpreter (with reidlib installed), whatever PATH says.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    kernel = kernel_name()
+    record: dict[str, Any] = {"params": params, "overrides": list(overrides), **git_state(), "notebooks": []}
+    print(f"running {len(jobs)} notebook(s), parameters '{params}', kernel {kernel}, into {_show(run_dir)}",
+          flush=True)
+    for number, job in enumerate(jobs, 1):
+        stem = job.notebook.stem
+        parameters = {**job.parameters}
+        if "output_dir" in declared_parameters(job.notebook):
+            parameters["output_dir"] = str((run_dir / stem).resolve())
+        print(f"[{number}/{len(jobs)}] {stem}", flush=True)
+        start = time.perf_counter()
+        entry = {"notebook": stem, "parameters": parameters, "status": "failed"}
+        record["notebooks"].append(entry)
+        try:
+            papermill.execute_notebook(
+                str(job.notebook),
+                str(run_dir / f"{stem}.ipynb"),
+                parameters=parameters,
+                cwd=str(notebooks_dir()),
+                progress_bar={"desc": f"  {stem}", "unit": "cell", "leave": False, "file": sys.stdout,
+                              "disable": None},  # a bar on a terminal only; a log gets the lines
+                stdout_file=_CellPrints(),
+                kernel_name=kernel,
+            )
+            executed = notebook_outputs(run_dir / f"{stem}.ipynb")
+            problems = figure_problems(executed, (run_dir / stem).rglob("*.png"))
+            if problems:
+                entry["status"] = "figures not shown"
+                raise NotebookRunError(f"{stem}: " + "; ".join(problems))
+            entry["status"] = "ok"
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+            raise
+        finally:
+            entry["seconds"] = round(time.perf_counter() - start, 1)
+            atomic_write_json(run_dir / "run.json", record)
+            print(f"    {stem}: {entry['status']} in {entry['seconds']:.0f} s", flush=True)
+    return run_dir
+
+
+class _CellPrints:
+    """Where papermill sends what the cells print, as it arrives: each line, indented, above the
+    progress bar (a training cell reports its epochs while it runs)."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            tqdm.write(f"      {line}", file=sys.stdout)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def summary_table(record: Mapping[str, Any]) -> str:
+    """The run's notebooks as a small text table: notebook, seconds, status."""
+    rows = [(e["notebook"], f"{e['seconds']:.0f}", e["status"]) for e in record["notebooks"]]
+    total = sum(e["seconds"] for e in record["notebooks"])
+    rows.append(("total", f"{total:.0f}", ""))
+    width = max(len("notebook"), *(len(r[0]) for r in rows))
+    lines = [f"{'notebook':<{width}}  {'seconds':>7}  status"]
+    lines += [f"{name:<{width}}  {secs:>7}  {status}" for name, secs, status in rows]
+    return "\n".join(lines)
+
+
+def _print_summary(run_dir: Path) -> None:
+    path = run_dir / "run.json"
+    if path.is_file():
+        print(summary_table(json.loads(path.read_text())))
+    print(f"results: {_show(run_dir)}")
+
+
+def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | None) -> int:
+    start = time.perf_counter()
+    run_dir = Path(out) if out else None
+    try:
+        run_dir = run(params, only=only, overrides=overrides, out=out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
+              "the results folder below", file=sys.stderr)
+        _print_latest(params, run_dir)
+        return 130
+    except NotebookRunError as err:  # bad input: a parameter, a notebook name, a figure problem
+        print(f"error: {err}", file=sys.stderr)
+        _print_latest(params, run_dir)
+        return 2
+    except Exception as err:  # papermill's execution error carries the failing cell
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        _print_latest(params, run_dir)
+        return 1
+    _print_summary(run_dir)
+    print(json.dumps({"run_dir": str(run_dir)}))
+    return 0
+
+
+def _print_latest(params: str, run_dir: Path | None) -> None:
+    """The summary of the run that stopped: ``run_dir``, else the newest ``<params>-*`` folder."""
+    if run_dir is None:
+        folders = sorted(results_root().glob(f"{params}-*"), key=lambda p: p.stat().st_mtime)
+        run_dir = folders[-1] if folders else None
+    if run_dir is not None and (run_dir / "run.json").is_file():
+        _print_summary(run_dir)

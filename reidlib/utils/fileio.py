@@ -1,0 +1,109 @@
+"""Writes that are never left half-done: write to a temporary file beside the target, flush it to disk,
+then rename it over the target (and flush the folder, so that the rename survives a power cut too)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class OutputPathError(ValueError):
+    """An output path cannot be written: a folder where a file is wanted, under a file, read-only."""
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse ``path`` as an output file before any work starts: a folder, under a file, or not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder, expected a file name to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{path}: {parent} is a file, expected a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputPathError(f"{path}: cannot write into {parent} (permission denied)")
+            break
+    return path
+
+
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it is fsynced and replaces ``path``
+    atomically. On error the temporary file is removed and the target is left as it was. (A write killed
+    outright leaves its ``.<name>.*.tmp``: :func:`reidlib.training.runfolder.open_run` removes those.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
+        _fsync(tmp_path)  # the data on disk before the name points at it
+        os.replace(tmp_path, path)
+        with contextlib.suppress(OSError):  # the rename itself (not every file system syncs a folder)
+            _fsync(path.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class TorchFileError(ValueError):
+    """A ``.pt`` file is missing, not a torch archive, or holds more than tensors and plain containers."""
+
+
+def read_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; one-line TorchFileError naming the file
+    and ``what`` it should be (a pickle with code in it is refused here, never run)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise TorchFileError(f"{path}: a folder, expected a {what} file")
+    if not path.is_file():
+        raise TorchFileError(f"{path}: {what} file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
+        raise TorchFileError(f"{path}: cannot read {what} (corrupt, truncated or not a .pt file?)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TorchFileError(
+            f"{path}: cannot read {what} (corrupt, truncated or not a .pt file?): {first}"
+        ) from err
