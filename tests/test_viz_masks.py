@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle
 
 from reidlib import erasing
 from reidlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from reidlib.evaluation import mask_placement
 from reidlib.models import build_model
 from reidlib.viz import masks as vmask
 
@@ -62,15 +63,15 @@ def test_erased_counts():
     masks = torch.ones(3, 1, 2, 2)
     masks[0, 0, 0, 0] = 0
     masks[2] = 0
-    assert vmask.erased_counts(masks).tolist() == [1, 0, 4]
-    assert vmask.erased_counts(masks[:, 0].numpy()).tolist() == [1, 0, 4]
+    assert mask_placement.erased_counts(masks).tolist() == [1, 0, 4]
+    assert mask_placement.erased_counts(masks[:, 0].numpy()).tolist() == [1, 0, 4]
 
 
 def test_erased_where_by_hand():
     # two 3x2 keep-masks; erased cells: image 0 at (0, 0) and (1, 1), image 1 at (1, 0) and (1, 1)
     masks = torch.ones(2, 1, 3, 2)
     masks[0, 0, 0, 0] = masks[0, 0, 1, 1] = masks[1, 0, 1, 0] = masks[1, 0, 1, 1] = 0
-    table = vmask.erased_where(masks).set_index(["axis", "index"])
+    table = mask_placement.erased_where(masks).set_index(["axis", "index"])
     share = table["erased_share"]
     assert share[("column", 0)] == pytest.approx(2 / 4) and share[("column", 1)] == pytest.approx(2 / 4)
     assert [share[("row", i)] for i in range(3)] == pytest.approx([1 / 4, 3 / 4, 0])
@@ -80,7 +81,7 @@ def test_erased_where_by_hand():
     # a 4x4 grid has 12 border cells and 4 inner ones; erase one inner and one border cell
     inner = torch.ones(1, 4, 4)
     inner[0, 1, 1] = inner[0, 0, 3] = 0
-    border = vmask.erased_where(inner.numpy()).set_index("axis").loc["border"]
+    border = mask_placement.erased_where(inner.numpy()).set_index("axis").loc["border"]
     assert border["erased_share"] == pytest.approx(0.5) and border["grid_share"] == pytest.approx(12 / 16)
 
 
@@ -103,7 +104,7 @@ def images() -> torch.Tensor:
 def test_erasing_inputs_of_sen_are_its_branch_inputs(images):
     torch.manual_seed(0)
     model = build_model("sen", 3, backbone="resnet18").train()
-    feats, sources = vmask.erasing_inputs(model, images)
+    feats, sources = mask_placement.erasing_inputs(model, images)
     assert model.training  # the mode is restored
     model.eval()
     with torch.no_grad():
@@ -121,15 +122,15 @@ def test_erasing_inputs_of_sen_are_its_branch_inputs(images):
 def test_erasing_inputs_of_baseline_and_deep_miner(images):
     torch.manual_seed(0)
     baseline = build_model("baseline", 3, backbone="resnet18")
-    feats, sources = vmask.erasing_inputs(baseline, images)
+    feats, sources = mask_placement.erasing_inputs(baseline, images)
     assert feats["B"] is feats["A"] and "no 'ms' branch" in sources["B"]
     bdb = build_model("bdb", 3, backbone="resnet18").eval()
-    feats, sources = vmask.erasing_inputs(bdb, images)
+    feats, sources = mask_placement.erasing_inputs(bdb, images)
     with torch.no_grad():
         torch.testing.assert_close(feats["B"], bdb.feature_maps(images)["drop"])
     assert "'drop'" in sources["B"] and "stand-in" in sources["B"]
     miner = build_model("deep_miner", 3, backbone="resnet18", local=False, ie_blocks=(2, 3)).eval()
-    feats, sources = vmask.erasing_inputs(miner, images)
+    feats, sources = mask_placement.erasing_inputs(miner, images)
     with torch.no_grad():
         maps = miner.feature_maps(images)
     torch.testing.assert_close(feats["Y2"], maps["ie_b2"])

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -24,7 +23,6 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from reidlib.data.transforms import denormalize
-from reidlib.models import ReIDNetwork
 from reidlib.viz.style import FIGURE_DPI
 
 ERASED_COLOR = "#D55E00"  # Okabe-Ito vermillion: hatching of erased cells, erased bars
@@ -95,47 +93,6 @@ def shade_erased(
     return out
 
 
-def erased_counts(masks: Tensor | np.ndarray) -> np.ndarray:
-    """Erased positions (zeros) per image of keep-masks (B, 1, h, w) or (B, h, w)."""
-    m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
-    return (m.reshape(m.shape[0], -1) == 0).sum(axis=1)
-
-
-def erased_where(masks: Tensor | np.ndarray) -> pd.DataFrame:
-    """Where a batch of keep-masks (B, 1, h, w) or (B, h, w) erases, summed over the images.
-
-    One row per feature-map column and per row of the grid (``axis``, ``index``): the share of all
-    erased positions that fall there (``erased_share``) and the share of the grid it covers
-    (``grid_share``, 1/w or 1/h), so a mask that picked cells at random would have equal shares; plus
-    the same two numbers for the grid's border cells (``axis="border"``, ``index``: how many there are).
-    This is how one sees over many images whether SEN's M1 erases background (the border columns of a
-    pedestrian crop) or the person.
-    """
-    m = masks.detach().cpu().numpy() if isinstance(masks, Tensor) else np.asarray(masks)
-    erased = (m[:, 0] if m.ndim == 4 else m) == 0  # (B, h, w)
-    total = max(int(erased.sum()), 1)
-    h, w = erased.shape[1:]
-    rows = [
-        {"axis": "column", "index": j, "erased_share": erased[:, :, j].sum() / total, "grid_share": 1 / w}
-        for j in range(w)
-    ]
-    rows += [
-        {"axis": "row", "index": i, "erased_share": erased[:, i, :].sum() / total, "grid_share": 1 / h}
-        for i in range(h)
-    ]
-    border = np.zeros((h, w), dtype=bool)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    rows.append(
-        {
-            "axis": "border",
-            "index": int(border.sum()),
-            "erased_share": erased[:, border].sum() / total,
-            "grid_share": border.sum() / (h * w),
-        }
-    )
-    return pd.DataFrame(rows)
-
-
 def grids(masks_or_maps: Tensor) -> np.ndarray:
     """(B, 1, h, w) or (B, h, w) tensor -> (B, h, w) float numpy array, for the plot functions."""
     t = masks_or_maps.detach().float().cpu()
@@ -145,42 +102,6 @@ def grids(masks_or_maps: Tensor) -> np.ndarray:
 def to_display_images(images: Tensor) -> np.ndarray:
     """Normalised (N, 3, H, W) network input -> (N, H, W, 3) float array in [0, 1] for imshow."""
     return denormalize(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
-
-
-# What each mask the notebooks draw reads: the branch that owns it, then the stand-ins a network
-# without that branch offers, nearest first (feature-map keys of ReIDNetwork.feature_maps).
-MASK_INPUTS = {
-    "A": ("bs", "b4"),  # SEN M1 (and the grid of BDB's block)
-    "B": ("ms", "drop", "b4"),  # SEN M2
-    "Y2": ("ie_b2", "b2"),  # Deep Miner ErO after block 2
-    "Y3": ("ie_b3", "b3"),  # ... after block 3
-}
-
-
-@torch.no_grad()
-def erasing_inputs(model: ReIDNetwork, images: Tensor) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """The feature maps the four masks are computed from (eval mode), and a line saying where each
-    comes from.
-
-    Keys of :data:`MASK_INPUTS`: ``A`` (SEN's M1 input), ``B`` (SEN's M2 input), ``Y2``, ``Y3`` (Deep
-    Miner's ErO inputs). A network without the owning branch gives its nearest stand-in, and the line
-    says so.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        maps = model.feature_maps(images)
-    finally:
-        model.train(was_training)
-    name = type(model).__name__
-    feats, sources = {}, {}
-    for role, keys in MASK_INPUTS.items():
-        key = next(k for k in keys if k in maps)
-        feats[role] = maps[key]
-        sources[role] = f"{name} {key!r}: {model.describe_map(key)}"
-        if key != keys[0]:
-            sources[role] += f" (it has no {keys[0]!r} branch: a stand-in)"
-    return feats, sources
 
 
 # ----------------------------------------------------------------------------- drawing
