@@ -1,7 +1,10 @@
-# reidlib: the two commands of the README, and a few helpers.
-#   make demo   set up .venv if needed, then run the five notebooks on the synthetic dataset -> results/
-#   make test   set up .venv if needed, then run the whole test suite (unit tests + notebooks under nbval)
-#   make lab    set up .venv if needed, then open JupyterLab on notebooks/ with the `reidlib` kernel
+# reidlib: the commands of the README, and a few helpers. Each sets up .venv first if needed.
+#   make demo        run the five notebooks on the synthetic dataset -> results/demo-<time>/
+#   make lab         open JupyterLab at the repository root with the `reidlib` kernel
+#   make test        the whole test suite (unit tests + notebooks under nbval)
+#   make test-fast   the tests that train nothing (the inner loop)
+#   make lint        ruff check and ruff format --check
+#   make docs        the documentation site, with the newest demo's notebooks, into site/
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +15,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/reidlib/kernel.json
 # a value you export yourself wins.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test lab lint bench reproduce market1501-cpu clean-venv
+.PHONY: install demo test test-fast lab lint docs results-page bench reproduce market1501-cpu clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,13 +47,28 @@ test: install
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax notebooks
 
-# JupyterLab on localhost, at notebooks/, with the kernel `reidlib` (LAB_ARGS: e.g. --no-browser --port 8899)
+test-fast: install
+	$(PY) -m pytest tests -m "not slow" -q
+
+# JupyterLab on localhost at the repository root: notebooks/ to step through, results/ for the executed
+# demos; the kernel `reidlib` (LAB_ARGS: e.g. --no-browser --port 8899)
 LAB_ARGS ?=
 lab: install
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(LAB_ARGS)
 
+LINTED := reidlib tests benchmarks studies notebooks
 lint: install
-	$(VENV)/bin/ruff check reidlib tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+# The site: docs/, the README and the newest demo's executed notebooks (the demo runs first if none).
+docs: install
+	@ls results/demo-*/01_data_statistics.ipynb >/dev/null 2>&1 || $(MAKE) demo
+	$(PY) -m reidlib.notebooks.site --out site
+
+# docs/results.md from the committed run folders (a test checks the committed page is up to date)
+results-page: install
+	$(PY) -m reidlib report results/market1501_cpu --out docs/results.md
 
 bench: install
 	$(PY) benchmarks/bench_metrics.py

@@ -36,10 +36,28 @@ def user_env(policy: bool) -> dict[str, str]:
 
 
 def train_command(out: Path, epochs: int, iters: int) -> list[str]:
-    return [sys.executable, "-m", "reidlib", "train", "--config", "smoke", "--out", str(out),
-            "--set", f"optim.epochs={epochs}", "--set", f"train.max_iters_per_epoch={iters}",
-            "--set", "optim.milestones=[]", "--set", f"eval.every={epochs}", "--set", "train.progress=false",
-            "--set", "train.keep_checkpoint=false"]
+    return [
+        sys.executable,
+        "-m",
+        "reidlib",
+        "train",
+        "--config",
+        "smoke",
+        "--out",
+        str(out),
+        "--set",
+        f"optim.epochs={epochs}",
+        "--set",
+        f"train.max_iters_per_epoch={iters}",
+        "--set",
+        "optim.milestones=[]",
+        "--set",
+        f"eval.every={epochs}",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.keep_checkpoint=false",
+    ]
 
 
 def measured_run(scratch: Path, name: str, policy: bool, iters: int) -> float:
@@ -52,8 +70,12 @@ def measured_run(scratch: Path, name: str, policy: bool, iters: int) -> float:
 def start_beside(scratch: Path, name: str, policy: bool) -> subprocess.Popen:
     """A long smoke training in the background; returns once it is past its first iterations."""
     out = scratch / name
-    proc = subprocess.Popen(train_command(out, 200, 1000), env=user_env(policy),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_command(out, 200, 1000),
+        env=user_env(policy),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(20)  # dataset loading, model building, image cache: let it reach its training loop
     if proc.poll() is not None:
         raise RuntimeError(f"the background run stopped early (exit {proc.returncode})")
@@ -80,12 +102,17 @@ def main() -> None:
                 beside_proc.terminate()
                 beside_proc.wait()
             results[label] = (alone, beside)
-            print(f"{label:15s} alone {alone:6.1f} img/s, beside another run {beside:6.1f} img/s "
-                  f"({beside / alone:.2f}x of alone)", flush=True)
+            print(
+                f"{label:15s} alone {alone:6.1f} img/s, beside another run {beside:6.1f} img/s "
+                f"({beside / alone:.2f}x of alone)",
+                flush=True,
+            )
     (w_alone, w_beside), (o_alone, o_beside) = results["with policy"], results["without policy"]
     print(f"policy vs none: alone {w_alone / o_alone:.2f}x, beside another run {w_beside / o_beside:.2f}x")
-    print(f"target beside >= 0.35x of alone: {'met' if w_beside / w_alone >= 0.35 else 'NOT met'} "
-          f"({w_beside / w_alone:.2f}x); cores usable: {len(os.sched_getaffinity(0))}")
+    print(
+        f"target beside >= 0.35x of alone: {'met' if w_beside / w_alone >= 0.35 else 'NOT met'} "
+        f"({w_beside / w_alone:.2f}x); cores usable: {len(os.sched_getaffinity(0))}"
+    )
 
 
 if __name__ == "__main__":

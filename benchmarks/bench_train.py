@@ -144,10 +144,23 @@ def engine_vs_plain(runtime: Runtime, args: argparse.Namespace) -> tuple[float, 
     )
     sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
 
-    state = TrainState(model=model, criterion=criterion, optimizer=optimizer, center_optimizer=None,
-                       scaler=scaler, sampler=None)
-    training = engine.Training(recipe=recipe, dataset=None, runtime=runtime, ctx=DistContext(), state=state,
-                               loader=batches, step=step)
+    state = TrainState(
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        center_optimizer=None,
+        scaler=scaler,
+        sampler=None,
+    )
+    training = engine.Training(
+        recipe=recipe,
+        dataset=None,
+        runtime=runtime,
+        ctx=DistContext(),
+        state=state,
+        loader=batches,
+        step=step,
+    )
 
     def run_engine():  # the engine's own epoch loop, on a list of batches as its loader
         engine._train_epoch(training, 1, 3.5e-4)

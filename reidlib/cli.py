@@ -175,6 +175,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reidlib.experiments.report import write_results_page
+
+    root = Path(args.root)
+    out = Path(args.out) if args.out else root / "RESULTS.md"
+    print(f"wrote {write_results_page(root, out, shown_root=args.root)}")
+    return 0
+
+
 def _cmd_notebooks_run(args: argparse.Namespace) -> int:
     from reidlib.notebooks.runner import main
 
@@ -250,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--onnx", required=True, help="output .onnx file")
     xp.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     xp.set_defaults(func=_cmd_export)
+
+    rp = sub.add_parser("report", help="write the results page of the finished runs below a folder")
+    rp.add_argument("root", help="a results folder, e.g. results/market1501_cpu")
+    rp.add_argument("--out", help="the Markdown page to write (default: <root>/RESULTS.md)")
+    rp.set_defaults(func=_cmd_report)
 
     nbs = sub.add_parser("notebooks", help="run the notebooks headless with papermill")
     nsub = nbs.add_subparsers(dest="notebooks_command", required=True)

@@ -594,7 +594,7 @@ def test_cham_sigmoid_gates_each_channel_by_hand():
     assert not torch.allclose(gate.sum(dim=1), torch.ones(2, 4, 3))  # no sum-to-one constraint
     with pytest.raises(ValueError, match="cham_activation"):
         ChannelAttention(32, activation="softmax")
-    # the default reading (attention.py: chosen by benchmarks/bench_cham.py and a smoke-budget run)
+    # the default reading (attention.py: chosen by studies/cham_activation.py and a smoke-budget run)
     assert ChannelAttention(32).activation == "sigmoid"
     chams = [m for m in r18("deep_miner").modules() if isinstance(m, ChannelAttention)]
     assert chams and {m.activation for m in chams} == {"sigmoid"}

@@ -26,8 +26,10 @@ def _png(tmp_path, name, colour):
 
 
 def _image_output(path):
-    return {"output_type": "display_data",
-            "data": {"image/png": base64.b64encode(path.read_bytes()).decode(), "text/plain": "<Image>"}}
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(path.read_bytes()).decode(), "text/plain": "<Image>"},
+    }
 
 
 def test_a_written_figure_that_is_displayed_is_fine(tmp_path):
@@ -89,9 +91,14 @@ def test_notebook_01_through_the_reidlib_kernel_shows_every_figure_it_writes(rei
 
     out_dir = tmp_path / "01"
     executed = tmp_path / "01.ipynb"
-    papermill.execute_notebook(str(notebook_paths(["01"])[0]), str(executed), kernel_name="reidlib",
-                               parameters={"output_dir": str(out_dir)}, cwd=str(repo_root() / "notebooks"),
-                               progress_bar=False)
+    papermill.execute_notebook(
+        str(notebook_paths(["01"])[0]),
+        str(executed),
+        kernel_name="reidlib",
+        parameters={"output_dir": str(out_dir)},
+        cwd=str(repo_root() / "notebooks"),
+        progress_bar=False,
+    )
     pngs = sorted(out_dir.glob("*.png"))
     assert len(pngs) == 3  # cameras, identities, samples: one dataset
     outputs = notebook_outputs(executed)

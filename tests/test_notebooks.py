@@ -167,12 +167,15 @@ def test_a_figure_written_but_not_displayed_fails_the_run(fake_notebooks, tmp_pa
 
 
 def test_a_displayed_figure_passes_and_the_summary_table_is_printed(fake_notebooks, tmp_path, capsys):
-    code = _PNG_CODE + "from reidlib.notebooks import reporting\nreporting.show_figure(fig, Path(output_dir, 'f.png'))"
+    code = (
+        _PNG_CODE
+        + "from reidlib.notebooks import reporting\nreporting.show_figure(fig, Path(output_dir, 'f.png'))"
+    )
     _write_notebook(fake_notebooks, "01_shown", code, "{}\n")
     assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 0
     out = capsys.readouterr().out
     assert "[1/1] 01_shown" in out
-    table = out[out.index("notebook  "):].splitlines()
+    table = out[out.index("notebook  ") :].splitlines()
     assert table[1].split()[0] == "01_shown" and table[1].split()[2] == "ok"
     assert table[2].split()[0] == "total"
 

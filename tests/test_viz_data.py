@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from reidlib.data.datasets import DatasetError, ImageRecord, ReidDataset, load_folder
 from reidlib.data import stats
+from reidlib.data.datasets import DatasetError, ImageRecord, ReidDataset, load_folder
 from reidlib.experiments.paper_results import sen_table1_row
 from reidlib.viz import data as vdata
 

@@ -53,8 +53,12 @@ def placement(keep: Tensor, coverage: Tensor, threshold: float = 0.5) -> Placeme
     """Where the erased cells of ``keep`` (N, 1, h, w), 0 = erased, fall; a cell is a person cell when
     ``coverage`` (N, h, w) is at least ``threshold``. Chance: sum_i k_i p_i / sum_i k_i for k_i erased
     cells in image i and p_i its share of person cells."""
-    if keep.dim() != 4 or keep.shape[1] != 1 or keep.shape[0] != coverage.shape[0] \
-            or keep.shape[2:] != coverage.shape[1:]:
+    if (
+        keep.dim() != 4
+        or keep.shape[1] != 1
+        or keep.shape[0] != coverage.shape[0]
+        or keep.shape[2:] != coverage.shape[1:]
+    ):
         raise ValueError(f"keep-mask {tuple(keep.shape)} does not fit coverage {tuple(coverage.shape)}")
     erased = keep[:, 0] == 0
     person = coverage >= threshold
@@ -72,8 +76,9 @@ def placement(keep: Tensor, coverage: Tensor, threshold: float = 0.5) -> Placeme
     )
 
 
-def placement_rows(masks: dict[str, Tensor], coverage_of: dict[tuple[int, int], Tensor],
-                   claims: dict[str, str]) -> list[dict[str, object]]:
+def placement_rows(
+    masks: dict[str, Tensor], coverage_of: dict[tuple[int, int], Tensor], claims: dict[str, str]
+) -> list[dict[str, object]]:
     """One row per mask: its claim (``person`` or ``background``), the observed and chance shares of
     erased cells there, and their ratio. ``coverage_of`` maps each grid size to its coverage."""
     rows = []
@@ -82,11 +87,18 @@ def placement_rows(masks: dict[str, Tensor], coverage_of: dict[tuple[int, int], 
         claim = claims[name]
         observed = where.on_person if claim == "person" else where.on_background
         chance = where.chance_on_person if claim == "person" else where.chance_on_background
-        rows.append({"mask": name, "grid": f"{keep.shape[2]}x{keep.shape[3]}", "claim": claim,
-                     "erased_per_image": round(where.erased_per_image, 2),
-                     "observed_share": round(100 * observed, 1), "chance_share": round(100 * chance, 1),
-                     "ratio_to_chance": round(observed / chance, 2) if chance > 0 else float("nan"),
-                     "images": where.images})
+        rows.append(
+            {
+                "mask": name,
+                "grid": f"{keep.shape[2]}x{keep.shape[3]}",
+                "claim": claim,
+                "erased_per_image": round(where.erased_per_image, 2),
+                "observed_share": round(100 * observed, 1),
+                "chance_share": round(100 * chance, 1),
+                "ratio_to_chance": round(observed / chance, 2) if chance > 0 else float("nan"),
+                "images": where.images,
+            }
+        )
     return rows
 
 

@@ -159,7 +159,6 @@ def metrics_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     return table
 
 
-
 # ----------------------------------------------------------------------------- which branch trains it
 
 

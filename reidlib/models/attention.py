@@ -48,7 +48,7 @@ class ChannelAttention(nn.Module):
     softmax without an axis; ``activation`` picks the reading:
 
     - ``"softmax_channels"``: softmax over the C channels at each position. The weights sum to 1, so
-      the output is about Y / C. At initialisation (benchmarks/bench_cham.py, 128x64, train-mode BN)
+      the output is about Y / C. At initialisation (studies/cham_activation.py, 128x64, train-mode BN)
       CHAM after B3 gives out/in std 0.0043 for ResNet-18 (C = 256, i.e. 1.10 / C) and 0.0013 for
       ResNet-50 (C = 1024, 1.32 / C); block 4's first BNs then see a variance of 1.6 eps (ResNet-18,
       bn1) and 0.34 eps (ResNet-50, downsample), so they scale their output by 0.78 and 0.50

@@ -202,8 +202,10 @@ def run(
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     kernel = kernel_name()
     record: dict[str, Any] = {"params": params, "overrides": list(overrides), **git_state(), "notebooks": []}
-    print(f"running {len(jobs)} notebook(s), parameters '{params}', kernel {kernel}, into {_show(run_dir)}",
-          flush=True)
+    print(
+        f"running {len(jobs)} notebook(s), parameters '{params}', kernel {kernel}, into {_show(run_dir)}",
+        flush=True,
+    )
     for number, job in enumerate(jobs, 1):
         stem = job.notebook.stem
         parameters = {**job.parameters}
@@ -219,8 +221,13 @@ def run(
                 str(run_dir / f"{stem}.ipynb"),
                 parameters=parameters,
                 cwd=str(notebooks_dir()),
-                progress_bar={"desc": f"  {stem}", "unit": "cell", "leave": False, "file": sys.stdout,
-                              "disable": None},  # a bar on a terminal only; a log gets the lines
+                progress_bar={
+                    "desc": f"  {stem}",
+                    "unit": "cell",
+                    "leave": False,
+                    "file": sys.stdout,
+                    "disable": None,
+                },  # a bar on a terminal only; a log gets the lines
                 stdout_file=_CellPrints(),
                 kernel_name=kernel,
             )
@@ -282,8 +289,11 @@ def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | 
     try:
         run_dir = run(params, only=only, overrides=overrides, out=out)
     except KeyboardInterrupt:
-        print(f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
-              "the results folder below", file=sys.stderr)
+        print(
+            f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
+            "the results folder below",
+            file=sys.stderr,
+        )
         _print_latest(params, run_dir)
         return 130
     except NotebookRunError as err:  # bad input: a parameter, a notebook name, a figure problem

@@ -29,15 +29,12 @@ from reidlib.utils.fileio import atomic_write_json, atomic_write_text
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
 
 
-
 class RunFolderError(ValueError):
     """The run folder cannot be used as asked (holds a run, nothing to resume, recipe changed)."""
 
 
 class RunReadError(ValueError):
     """A run folder is incomplete or one of its files is not what the engine writes."""
-
-
 
 
 # ----------------------------------------------------------------------------- the three records

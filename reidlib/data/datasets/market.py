@@ -28,7 +28,6 @@ MARKET1501_SIZES = {"train": (12936, 751), "query": (3368, 750), "gallery": (159
 DUKEMTMC_SIZES = {"train": (16522, 702), "query": (2228, 702), "gallery": (17661, 1110)}
 
 
-
 def read_market_layout(
     name: str,
     root: str | os.PathLike,

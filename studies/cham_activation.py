@@ -1,7 +1,7 @@
 """CHAM's attenuation at initialisation, for each reading of its activation.
 
-    python benchmarks/bench_cham.py                      # ResNet-18 and -50, 128x64 (CPU budget)
-    python benchmarks/bench_cham.py --height 256 --width 128
+    python studies/cham_activation.py                      # ResNet-18 and -50, 128x64 (CPU budget)
+    python studies/cham_activation.py --height 256 --width 128
 
 For a freshly built Deep Miner (from scratch, ``attention: sam+cham``, train mode so BatchNorm uses
 batch statistics) on a batch of N(0, 1) images, it prints, for CHAM after B2 and after B3 (B3's is

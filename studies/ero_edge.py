@@ -1,7 +1,7 @@
 """Where Deep Miner's ErO erases, and why the left edge.
 
-    python benchmarks/ero_edge.py                                   # randomly initialised network
-    python benchmarks/ero_edge.py --checkpoint <run>/last.pt        # a trained Deep Miner
+    python studies/ero_edge.py                                   # randomly initialised network
+    python studies/ero_edge.py --checkpoint <run>/last.pt        # a trained Deep Miner
 
 On the real run, ErO after block 3 erased the image's left edge in 98 % of cells. This script computes
 ErO's keep-mask (eq. 1: channel mean of Y_i, min-max per image, erase > tau) on G's maps Y_2 and Y_3 of
