@@ -15,7 +15,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/reidlib/kernel.json
 # a value you export yourself wins.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test test-fast lab lint docs results-page bench reproduce market1501-cpu clean-venv
+.PHONY: install demo clean-demos test test-fast lab lint docs results-page bench reproduce market1501-cpu clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,15 @@ install: $(STAMP) $(KERNEL)
 ifndef DEMO_DIR
 DEMO_DIR := results/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
+# Afterwards the demo's runs are compacted (weights-only last.pt, no snapshots): about 30 MB a demo.
 demo: install
 	$(PY) -m reidlib notebooks run --params demo --only 01 03 02 04 05 --out $(DEMO_DIR) \
 	  --set checkpoint=$(DEMO_DIR)/03_training/run/last.pt
+	$(PY) -m reidlib compact $(DEMO_DIR)
+
+# Remove every demo folder but the newest (results/demo-*).
+clean-demos:
+	@ls -d results/demo-* 2>/dev/null | sort | head -n -1 | while read d; do echo "removing $$d"; rm -rf "$$d"; done
 
 test: install
 	$(PY) -m pytest tests

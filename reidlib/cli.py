@@ -184,6 +184,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from reidlib.experiments.runs import find_runs
+    from reidlib.training.runfolder import compact, is_finished
+
+    finished = [f for f in find_runs(args.root) if is_finished(f)]
+    freed = sum(compact(f) for f in finished)
+    print(f"compacted {len(finished)} finished run(s) below {args.root}: {freed / 2**20:.0f} MiB freed")
+    return 0
+
+
 def _cmd_notebooks_run(args: argparse.Namespace) -> int:
     from reidlib.notebooks.runner import main
 
@@ -264,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("root", help="a results folder, e.g. results/market1501_cpu")
     rp.add_argument("--out", help="the Markdown page to write (default: <root>/RESULTS.md)")
     rp.set_defaults(func=_cmd_report)
+
+    cp = sub.add_parser("compact", help="keep finished runs small: weights-only last.pt, no snapshots")
+    cp.add_argument("root", help="a run folder, or a folder holding runs (e.g. a demo's)")
+    cp.set_defaults(func=_cmd_compact)
 
     nbs = sub.add_parser("notebooks", help="run the notebooks headless with papermill")
     nsub = nbs.add_subparsers(dest="notebooks_command", required=True)

@@ -13,7 +13,7 @@ import torch
 from reidlib.config import load_recipe
 from reidlib.experiments import ablation_grids as grids
 from reidlib.experiments.ablation_grids import AblationRow, grid_rows
-from reidlib.experiments.ablation_runner import StaleRunError, recipe_key, run_grid
+from reidlib.experiments.ablation_runner import StaleRunError, is_plumbing_check, recipe_key, run_grid
 from reidlib.experiments.paper_comparison import compare_with_paper, gains_over_first
 from reidlib.training.engine import build_network
 
@@ -196,11 +196,13 @@ def _result(row: AblationRow) -> dict:
     }
 
 
-def _write_run(folder: Path, recipe, metrics: dict) -> None:
+def _write_run(folder: Path, recipe, metrics: dict, iters: tuple[int, ...] = ()) -> None:
     folder.mkdir(parents=True)
     params = {"recipe": recipe.to_dict(), "environment": {"git_sha": "abc1234def", "device": "cpu: test"}}
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "metrics.json").write_text(json.dumps({**metrics, "train_time_s": 1.0}))
+    log = [{"epoch": e, "lr": 1e-3, "losses": {}, "iters": n} for e, n in enumerate(iters, start=1)]
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
 
 @pytest.fixture
@@ -218,13 +220,18 @@ def test_run_grid_reads_finished_rows_and_skips_missing_ones(tmp_path, no_traini
         tmp_path / "sen_table2" / "baseline",
         rows[0].load(extra),
         {"rank1": 50.0, "rank5": 60.0, "rank10": 70.0, "mAP": 30.0, "mINP": 10.0},
+        iters=(200, 200),
     )
     _write_run(
         tmp_path / "sen_table2" / "plus-bs",
         rows[1].load(extra),
         {"rank1": 52.5, "rank5": 61.0, "rank10": 71.0, "mAP": 31.5, "mINP": 11.0},
+        iters=(300, 300),
     )
     df = run_grid(rows, tmp_path, overrides=extra, train=False, verbose=False)
+    # 400 and 600 iterations: one row trained enough to be read, so the grid is not a plumbing check
+    assert df["iterations"].iloc[:2].tolist() == [400, 600] and not is_plumbing_check(df)
+    assert is_plumbing_check(df.iloc[:1]) and not is_plumbing_check(df.iloc[2:])
     assert list(df["row"]) == ["Baseline", "+BS", "+MS", "+BS+MS"]
     assert list(df["status"]) == ["read", "read", "missing (train=False)", "missing (train=False)"]
     assert df["rank1"].iloc[:2].tolist() == [50.0, 52.5] and df["mAP"].iloc[:2].tolist() == [30.0, 31.5]

@@ -9,6 +9,7 @@ import torch
 
 from reidlib.data.datasets import load_dataset, make_synthetic
 from reidlib.data.datasets.synthetic import SyntheticDatasetError, person_masks
+from reidlib.evaluation.chance import Z_THRESHOLD, verdict
 from reidlib.evaluation.mask_placement import cell_coverage, placement, placement_rows
 
 
@@ -58,6 +59,39 @@ def test_rows_name_the_claim_and_the_ratio():
     rows = placement_rows({"M1": keep}, {(8, 4): cov}, {"M1": "background"})
     assert rows[0]["observed_share"] == 100.0 and rows[0]["chance_share"] == 75.0
     assert rows[0]["ratio_to_chance"] == pytest.approx(1.33, abs=0.01)
+
+
+def test_the_z_score_matches_random_masks_simulated():
+    # 50 images of 32 cells with person cells at random; each erases k cells. The z-score's mean and
+    # sd under random erasing come from the hypergeometric formula; a simulation must agree.
+    gen = torch.Generator().manual_seed(0)
+    cov = (torch.rand(50, 8, 4, generator=gen) < 0.3).float()
+    k = torch.tensor([3 + i % 5 for i in range(50)]).view(1, 50, 1)
+    ranks = torch.rand(2000, 50, 32, generator=gen).argsort(-1).argsort(-1)  # a random order per image
+    erased = (ranks < k).view(2000, 50, 1, 8, 4)  # the first k_i cells of that order
+    counts = [placement((~erased[j]).float(), cov).z_on_person for j in range(2000)]
+    z = torch.tensor(counts)
+    assert abs(float(z.mean())) < 0.08 and abs(float(z.std()) - 1) < 0.06
+    assert float((z.abs() >= Z_THRESHOLD).float().mean()) < 0.01  # "not chance" is rare at random
+
+
+def test_verdicts_follow_the_documented_threshold():
+    assert [verdict(z) for z in (-3.5, -2.9, 0.0, 2.9, 3.0, float("nan"))] == [
+        "below",
+        "at",
+        "at",
+        "at",
+        "above",
+        "at",
+    ]
+    cov = cell_coverage(_rectangle_person(), (8, 4))
+    keep = torch.ones(20, 1, 8, 4)
+    keep[:, 0, 0, :] = 0  # every image erases its top row: background, far from chance
+    rows = placement_rows(
+        {"M1": keep, "M2": keep}, {(8, 4): cov.expand(20, 8, 4)}, {"M1": "background", "M2": "person"}
+    )
+    assert rows[0]["verdict"] == "above" and rows[0]["z"] > Z_THRESHOLD
+    assert rows[1]["verdict"] == "below" and rows[1]["z"] == -rows[0]["z"]
 
 
 def test_a_mask_that_does_not_fit_is_refused():

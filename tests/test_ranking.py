@@ -23,6 +23,7 @@ from reidlib.evaluation.ranking import (
     ranked_lists,
     ranked_table,
     retrieval_rows,
+    same_camera_sentence,
     same_camera_share,
 )
 from reidlib.viz.retrieval import border_color, plot_ranked_lists
@@ -210,6 +211,21 @@ def test_same_camera_share():
     assert observed == pytest.approx(100 * 2 / 6)
     # gallery: camera 0 holds 3 of 7, camera 1 holds 3 of 7; every wrong item's query camera: 3/7
     assert chance == pytest.approx(100 * 3 / 7)
+    # the sentence: 2 of 6 from the query's camera, each with probability 3/7 at random:
+    # z = (2 - 6 x 3/7) / sqrt(6 x 3/7 x 4/7) = -0.47 by hand: at chance
+    sentence = same_camera_sentence(lists, Q_CAMIDS, G_CAMIDS)
+    assert sentence == (
+        "6 items of these top-4 lists are wrong; 33 % of them come from the query's own camera, against "
+        "43 % for random gallery images: at chance (z = -0.5)."
+    )
+
+
+def test_a_scene_matcher_is_above_chance():
+    # 40 queries whose 5 wrong items all come from the query's camera, in a gallery of 4 cameras
+    lists = [RankedList(q, np.arange(5), np.zeros(5), np.zeros(5, bool), 0, 1) for q in range(40)]
+    q_camids, g_camids = np.zeros(40, int), np.array([0] * 5 + [1, 2, 3] * 5)
+    assert "above chance" in same_camera_sentence(lists, q_camids, g_camids)
+    assert same_camera_sentence(lists[:0], q_camids, g_camids) == "No item of these lists is wrong."
 
 
 # ----------------------------------------------------------------------------- maps and figure

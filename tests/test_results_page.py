@@ -15,10 +15,10 @@ from reidlib.experiments.report import (
     markdown_table,
     results_page,
     results_table,
-    run_label,
     summary_block,
     takeaway,
 )
+from reidlib.experiments.runs import run_label
 from reidlib.utils.paths import repo_root
 
 ROOT = repo_root()

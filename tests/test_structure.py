@@ -212,6 +212,37 @@ def test_viz_reads_no_file():
     assert file_reads_in_viz(modules()) == []
 
 
+MIN_FONT_SIZE = 8  # points: what a student can read in the notebook and on a projector
+
+
+def small_fonts(mods) -> list[str]:
+    """Font sizes below MIN_FONT_SIZE given to matplotlib in viz/ (a number, or a size name)."""
+    found = []
+    for name, tree in mods:
+        if not name.startswith("viz/"):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg in ("fontsize", "labelsize", "size"):
+                value = node.value
+                if isinstance(value, ast.Constant) and (
+                    (isinstance(value.value, (int, float)) and value.value < MIN_FONT_SIZE)
+                    or value.value in ("xx-small", "x-small", "small")
+                ):
+                    found.append(f"{name}:{node.lineno} {node.arg}={value.value!r}")
+    return found
+
+
+def test_no_figure_text_is_smaller_than_8_points():
+    assert small_fonts(modules()) == []
+    bad = ast.parse(
+        "ax.set_xlabel('x', fontsize=7)\nax.legend(fontsize='x-small')\nax.text(0, 0, 's', fontsize=9)"
+    )
+    assert small_fonts([("viz/bad.py", bad)]) == [
+        "viz/bad.py:1 fontsize=7",
+        "viz/bad.py:2 fontsize='x-small'",
+    ]
+
+
 def test_the_network_classes_named_here_exist():
     defined = {
         node.name for _, tree in modules() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)

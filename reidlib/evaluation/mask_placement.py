@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reidlib import erasing
+from reidlib.evaluation.chance import verdict
 from reidlib.models import ReIDNetwork
 
 
@@ -39,6 +41,7 @@ class Placement:
     erased_per_image: float
     on_person: float  # share of erased cells that are person cells
     chance_on_person: float  # expected share for the same number of cells erased at random per image
+    z_on_person: float = float("nan")  # (observed - expected) / sd of the person-cell count at random
 
     @property
     def on_background(self) -> float:
@@ -52,7 +55,13 @@ class Placement:
 def placement(keep: Tensor, coverage: Tensor, threshold: float = 0.5) -> Placement:
     """Where the erased cells of ``keep`` (N, 1, h, w), 0 = erased, fall; a cell is a person cell when
     ``coverage`` (N, h, w) is at least ``threshold``. Chance: sum_i k_i p_i / sum_i k_i for k_i erased
-    cells in image i and p_i its share of person cells."""
+    cells in image i and p_i its share of person cells.
+
+    At random, image i's count of erased person cells is hypergeometric (k_i draws from n cells of which
+    m_i are the person's): mean k_i m_i / n, variance k_i (m_i / n)(1 - m_i / n)(n - k_i) / (n - 1). The
+    images are independent, so ``z_on_person`` is the observed count's distance from the summed mean in
+    standard deviations of the summed variance.
+    """
     if (
         keep.dim() != 4
         or keep.shape[1] != 1
@@ -68,11 +77,16 @@ def placement(keep: Tensor, coverage: Tensor, threshold: float = 0.5) -> Placeme
     if total == 0:
         nan = float("nan")
         return Placement(keep.shape[0], 0.0, nan, nan)
+    n = erased[0].numel()
+    observed = float((erased & person).sum())
+    expected = float((k * p).sum())
+    variance = float((k * p * (1 - p) * (n - k) / max(n - 1, 1)).sum())
     return Placement(
         images=keep.shape[0],
         erased_per_image=total / keep.shape[0],
-        on_person=float((erased & person).sum()) / total,
-        chance_on_person=float((k * p).sum()) / total,
+        on_person=observed / total,
+        chance_on_person=expected / total,
+        z_on_person=(observed - expected) / variance**0.5 if variance > 0 else float("nan"),
     )
 
 
@@ -80,13 +94,15 @@ def placement_rows(
     masks: dict[str, Tensor], coverage_of: dict[tuple[int, int], Tensor], claims: dict[str, str]
 ) -> list[dict[str, object]]:
     """One row per mask: its claim (``person`` or ``background``), the observed and chance shares of
-    erased cells there, and their ratio. ``coverage_of`` maps each grid size to its coverage."""
+    erased cells there, their ratio, the z-score of the observed count on the claim and the
+    :func:`verdict`. ``coverage_of`` maps each grid size to its coverage."""
     rows = []
     for name, keep in masks.items():
         where = placement(keep, coverage_of[tuple(keep.shape[2:])])
         claim = claims[name]
         observed = where.on_person if claim == "person" else where.on_background
         chance = where.chance_on_person if claim == "person" else where.chance_on_background
+        z = where.z_on_person if claim == "person" else -where.z_on_person  # background = not person
         rows.append(
             {
                 "mask": name,
@@ -97,6 +113,8 @@ def placement_rows(
                 "chance_share": round(100 * chance, 1),
                 "ratio_to_chance": round(observed / chance, 2) if chance > 0 else float("nan"),
                 "images": where.images,
+                "z": round(z, 2),
+                "verdict": verdict(z),
             }
         )
     return rows
@@ -181,3 +199,28 @@ def erasing_inputs(model: ReIDNetwork, images: Tensor) -> tuple[dict[str, Tensor
         if key != keys[0]:
             sources[role] += f" (it has no {keys[0]!r} branch: a stand-in)"
     return feats, sources
+
+
+# What each paper says its mask erases (the claim its placement is read against).
+CLAIMS = {"M1": "background", "M2": "person", "ErO Y2": "person", "ErO Y3": "person"}
+
+
+def masks_for(feats: dict[str, Tensor], *, r1: float, r2: float, tau: float, p: float) -> dict[str, Tensor]:
+    """SEN's M1 (eq. 3) on A and M2 (eq. 5) on B, Deep Miner's ErO (eq. 1) on Y2 and Y3: the keep-masks
+    of :func:`erasing_inputs`' maps for one setting, keyed as :data:`CLAIMS`."""
+    return {
+        "M1": erasing.low_activation_mask(feats["A"], r1, p),
+        "M2": erasing.top_activation_mask(feats["B"], r2, p),
+        "ErO Y2": erasing.minmax_threshold_mask(feats["Y2"], tau),
+        "ErO Y3": erasing.minmax_threshold_mask(feats["Y3"], tau),
+    }
+
+
+def placement_sentence(row: dict[str, object]) -> str:
+    """One :func:`placement_rows` row as a sentence with its verdict, e.g. "**M1** erases the background
+    in 42 % of its cells, against 77 % for random cells: below chance (z = -9.1)."."""
+    return (
+        f"**{row['mask']}** ({row['erased_per_image']:g} cells per image on the {row['grid']} grid) erases "
+        f"the {row['claim']} in {row['observed_share']:.0f} % of its cells, against "
+        f"{row['chance_share']:.0f} % for random cells: {row['verdict']} chance (z = {row['z']:+.1f})."
+    )

@@ -24,6 +24,7 @@ from reidlib.data.datasets.base import ImageRecord
 from reidlib.data.images import load_test_batch
 from reidlib.data.transforms import denormalize
 from reidlib.erasing import activation_map
+from reidlib.evaluation.chance import bernoulli_z, verdict
 from reidlib.evaluation.metrics import junk_mask, ranked_head
 from reidlib.models import ReIDNetwork
 from reidlib.utils.checks import check_int
@@ -171,6 +172,21 @@ def ranked_table(
     return pd.DataFrame(rows, columns=columns)
 
 
+def _wrong_items(lists: Sequence[RankedList], q_camids, g_camids) -> tuple[np.ndarray, np.ndarray]:
+    """For every wrong item of ``lists``: whether it comes from its query's camera, and the share of
+    the gallery that camera holds (the probability of that at random)."""
+    q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+    cams, counts = np.unique(g_camids, return_counts=True)
+    share = dict(zip(cams.tolist(), (counts / max(len(g_camids), 1)).tolist(), strict=True))
+    same, chance = [], []
+    for r in lists:
+        qc = q_camids[r.query]
+        wrong = r.gallery[~r.correct]
+        same.extend((g_camids[wrong] == qc).tolist())
+        chance.extend([share.get(qc.item(), 0.0)] * len(wrong))
+    return np.asarray(same, dtype=bool), np.asarray(chance, dtype=np.float64)
+
+
 def same_camera_share(lists: Sequence[RankedList], q_camids, g_camids) -> tuple[float, float, int]:
     """How often the WRONG items of ``lists`` come from the query's own camera, against chance.
 
@@ -179,19 +195,24 @@ def same_camera_share(lists: Sequence[RankedList], q_camids, g_camids) -> tuple[
     A network that matches the scene rather than the person shows observed >> chance. NaN when no
     item is wrong.
     """
-    q_camids = np.asarray(q_camids)
-    g_camids = np.asarray(g_camids)
-    cams, counts = np.unique(g_camids, return_counts=True)
-    share = dict(zip(cams.tolist(), (counts / max(len(g_camids), 1)).tolist(), strict=True))
-    same, expected = [], []
-    for r in lists:
-        qc = q_camids[r.query]
-        wrong = r.gallery[~r.correct]
-        same.extend((g_camids[wrong] == qc).tolist())
-        expected.extend([share.get(qc.item(), 0.0)] * len(wrong))
-    if not same:
+    same, chance = _wrong_items(lists, q_camids, g_camids)
+    if not len(same):
         return float("nan"), float("nan"), 0
-    return 100 * float(np.mean(same)), 100 * float(np.mean(expected)), len(same)
+    return 100 * float(same.mean()), 100 * float(chance.mean()), len(same)
+
+
+def same_camera_sentence(lists: Sequence[RankedList], q_camids, g_camids) -> str:
+    """:func:`same_camera_share` as a sentence with its :func:`~reidlib.evaluation.chance.verdict`
+    (each wrong item an independent draw with its camera's gallery share)."""
+    same, chance = _wrong_items(lists, q_camids, g_camids)
+    if not len(same):
+        return "No item of these lists is wrong."
+    z = bernoulli_z(int(same.sum()), chance)
+    return (
+        f"{len(same)} items of these top-{max(len(r.gallery) for r in lists)} lists are wrong; "
+        f"{100 * same.mean():.0f} % of them come from the query's own camera, against "
+        f"{100 * chance.mean():.0f} % for random gallery images: {verdict(z)} chance (z = {z:+.1f})."
+    )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,19 @@ from reidlib.training.runfolder import is_finished, read_params
 PLACE_KEYS = ("data.root",)
 
 
+# Below this many training iterations per row a grid checks the plumbing (it trains, evaluates and is
+# read back), and its numbers say nothing about the methods: a few hundred iterations is less than two
+# epochs of Market-1501, and a network from scratch is then at chance.
+PLUMBING_ITERATIONS = 500
+
+
+def is_plumbing_check(results: pd.DataFrame) -> bool:
+    """Whether every trained row of a :func:`run_grid` result trained fewer than
+    :data:`PLUMBING_ITERATIONS` iterations (False when no row has trained)."""
+    done = results["iterations"].dropna() if "iterations" in results else pd.Series(dtype=float)
+    return bool(len(done)) and bool((done < PLUMBING_ITERATIONS).all())
+
+
 class StaleRunError(ValueError):
     """A grid row's run folder holds a run of a different recipe."""
 
@@ -67,7 +80,10 @@ def _result_row(row: AblationRow, recipe: Recipe, folder: Path | None, status: s
         run = read_run(folder)
         metrics, env = run["metrics"], run["params"].get("environment", {})
         out.update(
-            git_sha=env.get("git_sha"), device=env.get("device"), train_time_s=metrics.get("train_time_s")
+            git_sha=env.get("git_sha"),
+            device=env.get("device"),
+            train_time_s=metrics.get("train_time_s"),
+            iterations=sum(int(r.get("iters", 0)) for r in run["log"]),
         )
     out.update({k: metrics.get(k, math.nan) for k in METRICS})
     return out
@@ -143,6 +159,7 @@ RESULT_COLUMNS = [
     "git_sha",
     "device",
     "train_time_s",
+    "iterations",
     "paper",
     "paper_table",
     "paper_row",

@@ -22,26 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from reidlib.experiments.logs import branch_grads_table
-from reidlib.experiments.runs import gains_over_reference, runs_table
+from reidlib.experiments.runs import PAPER_LABELS, gains_over_reference, run_label, runs_table
 from reidlib.training.runfolder import LOG, read_log
 from reidlib.utils.fileio import atomic_write_text
 
 NOTES = "README.md"
-LABELS = {"bot": "BoT", "bdb": "Batch DropBlock", "sen": "SEN", "deep_miner": "Deep Miner"}
 # The masks each network erases with (notebook 02 draws all of them on every network; a mask a network
 # does not own is a stand-in there, and is left out of the results page).
 OWN_MASKS = {"sen": ("M1", "M2"), "deep_miner": ("ErO Y2", "ErO Y3"), "bdb": ("BDB",)}
-DATASETS = ("market1501", "dukemtmc", "cuhk03", "msmt17", "synthetic")
-
-
-def run_label(recipe: str, network: str) -> str:
-    """``bdb_ramp_market1501_cpu`` -> "Batch DropBlock, ramp": the network, then the word the recipe's
-    name adds between the network and the dataset (none for the network's first recipe)."""
-    label = LABELS.get(network, network)
-    rest = recipe.removeprefix(f"{network}_")
-    if rest == recipe or rest.startswith(DATASETS):
-        return label
-    return f"{label}, {rest.split('_')[0]}"
 
 
 def _pair(a: float, b: float) -> str:
@@ -81,9 +69,9 @@ def results_table(runs: pd.DataFrame, reference: str = "bot") -> pd.DataFrame:
 
 def _in_order(runs: pd.DataFrame) -> pd.DataFrame:
     """BoT, BDB, SEN, Deep Miner; within a network its first recipe, then the variants; then seeds."""
-    order = {n: i for i, n in enumerate(LABELS)}
+    order = {n: i for i, n in enumerate(PAPER_LABELS)}
     key = [
-        (order.get(n, len(order)), run_label(rc, n) != LABELS.get(n, n), rc, s)
+        (order.get(n, len(order)), run_label(rc, n) != PAPER_LABELS.get(n, n), rc, s)
         for n, rc, s in zip(runs["network"], runs["recipe"], runs["seed"], strict=True)
     ]
     return runs.iloc[sorted(range(len(runs)), key=key.__getitem__)].reset_index(drop=True)
@@ -104,7 +92,8 @@ def takeaway(runs: pd.DataFrame, reference: str = "bot") -> str:
     mean = gains.groupby("label", sort=False)[["gain_rank1", "gain_mAP"]].mean()
     above = [k for k, g in mean.iterrows() if g.gain_rank1 > 0 and g.gain_mAP > 0]
     below = [k for k in mean.index if k not in above]
-    said = f"Above {LABELS.get(reference, reference)} on both rank-1 and mAP: {'; '.join(above) or 'none'}."
+    name = PAPER_LABELS.get(reference, reference)
+    said = f"Above {name} on both rank-1 and mAP: {'; '.join(above) or 'none'}."
     return said + (f" Below it on at least one: {'; '.join(below)}." if below else "")
 
 

@@ -37,6 +37,9 @@ VARIANTS = tuple(v.value for v in Variant)
 NETWORK_NAMES = {"baseline": "bot", "sen": "sen", "deep_miner": "deep_miner", "bdb": "bdb"}
 NETWORK_LABELS = {"bot": "BoT", "sen": "SEN", "deep_miner": "Deep Miner", "bdb": "BDB"}
 NETWORK_ORDER = ("bot", "bdb", "sen", "deep_miner")
+# the networks by their papers' names, and the datasets a recipe name may end with (run_label)
+PAPER_LABELS = {"bot": "BoT", "bdb": "Batch DropBlock", "sen": "SEN", "deep_miner": "Deep Miner"}
+DATASETS = ("market1501", "dukemtmc", "cuhk03", "msmt17", "synthetic")
 BACKBONE_LABELS = {
     "resnet18": "ResNet-18",
     "resnet34": "ResNet-34",
@@ -126,6 +129,16 @@ def budget_label(recipe: dict[str, Any], device: str | None = None) -> str:
     if device:
         parts.append("GPU" if not device.lower().startswith("cpu") else "CPU")
     return ", ".join(parts)
+
+
+def run_label(recipe: str, network: str) -> str:
+    """``bdb_ramp_market1501_cpu`` -> "Batch DropBlock, ramp": the network, then the word the recipe's
+    name adds between the network and the dataset (none for the network's first recipe)."""
+    label = PAPER_LABELS.get(network, network)
+    rest = recipe.removeprefix(f"{network}_")
+    if rest == recipe or rest.startswith(DATASETS):
+        return label
+    return f"{label}, {rest.split('_')[0]}"
 
 
 def network_name(recipe: dict[str, Any]) -> str:
@@ -325,7 +338,7 @@ def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
                 "paper": "ours",
                 "table": "measured",
                 "row": r["run"],
-                "method": f"{NETWORK_LABELS.get(r['network'], r['network'])} (ours{_seed_note(r)})",
+                "method": f"{run_label(r['recipe'], r['network'])} (ours{_seed_note(r)})",
                 "venue": "this repo",
                 "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
                 "dataset": r["dataset"],

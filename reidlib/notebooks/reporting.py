@@ -49,32 +49,36 @@ def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | N
     return path
 
 
-def show_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:
+def show_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> None:
     """Save ``fig`` as :func:`save_figure` does and display that PNG in the notebook.
 
     The notebook shows the file's own bytes (an ``image/png`` output), so what a reader sees in
     JupyterLab, in a papermill copy and on disk is one image, whatever matplotlib backend is active
-    (a ``Figure`` made without pyplot has no inline display of its own).
+    (a ``Figure`` made without pyplot has no inline display of its own). Returns nothing, so a cell
+    that ends with it shows the figure and no stray value.
     """
     from IPython.display import Image, display
 
-    path = save_figure(fig, path, dpi=dpi, colors=colors)
-    display(Image(filename=str(path)))
-    return path
+    display(Image(filename=str(save_figure(fig, path, dpi=dpi, colors=colors))))
 
 
-def save_table(df, path: str | Path) -> Path:
+def display_figure(fig, *, dpi: int = FIGURE_DPI) -> None:
+    """Display ``fig`` as a PNG without writing a file (figures redrawn by a widget)."""
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    display(Image(data=buffer.getvalue(), format="png"))
+
+
+def save_table(df, path: str | Path) -> None:
     """Save a pandas DataFrame as CSV (index kept only when it is named)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         df.to_csv(tmp, index=df.index.name is not None)
-    return path
 
 
-def save_json(obj: Any, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write_json(path, obj)
-    return path
+def save_json(obj: Any, path: str | Path) -> None:
+    atomic_write_json(Path(path), obj)
 
 
 class OutputCheckError(AssertionError):

@@ -29,6 +29,7 @@ PAGES = (
     ("Training", "training.md"),
     ("Results", "results.md"),
     ("Reading the papers", "reading-the-papers.md"),
+    ("Going further with the masks", "going-further.md"),
     ("Glossary", "glossary.md"),
     ("Development", "development.md"),
 )

@@ -24,6 +24,7 @@ from typing import Any
 
 from reidlib.config import Recipe, Variant, is_execution_key, recipe_changes
 from reidlib.data.datasets import ReidDataset
+from reidlib.training.checkpoint import save_compact
 from reidlib.utils.fileio import atomic_write_json, atomic_write_text
 
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
@@ -207,6 +208,24 @@ def snapshot_path(run_dir: str | Path, epoch: int) -> Path:
     :func:`reidlib.training.engine.load_network`, not for resuming.
     """
     return Path(run_dir) / f"epoch{epoch:03d}.pt"
+
+
+def compact(run_dir: str | Path) -> int:
+    """Keep a finished run small: ``last.pt`` rewritten as half-precision weights only (it still
+    loads with ``load_network``; it no longer resumes) and the weight snapshots removed. Returns the
+    bytes freed. A run that is not finished is refused."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise RunFolderError(
+            f"{run_dir}: not a finished run ({METRICS} is missing); only finished runs are compacted"
+        )
+    files = [run_dir / CHECKPOINT, *snapshots(run_dir).values()]
+    before = sum(f.stat().st_size for f in files if f.is_file())
+    if (run_dir / CHECKPOINT).is_file():
+        save_compact(run_dir / CHECKPOINT)
+    for snap in snapshots(run_dir).values():
+        snap.unlink()
+    return before - sum(f.stat().st_size for f in files if f.is_file())
 
 
 def snapshots(run_dir: str | Path) -> dict[int, Path]:

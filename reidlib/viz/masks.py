@@ -209,10 +209,10 @@ def plot_overlay_grid(
                 _bare(ax)
             elif col.kind == "map":
                 draw_map(ax, images[i], col.grids[i], None if col.erased is None else col.erased[i])
-                ax.set_xlabel(f"{col.grids[i].shape[0]}x{col.grids[i].shape[1]} grid", fontsize=7)
+                ax.set_xlabel(f"{col.grids[i].shape[0]}x{col.grids[i].shape[1]} grid", fontsize=8)
             else:
                 erased = draw_mask(ax, images[i], col.grids[i])
-                ax.set_xlabel(f"erased {erased}/{col.grids[i].size}", fontsize=7)
+                ax.set_xlabel(f"erased {erased}/{col.grids[i].size}", fontsize=8)
             if i == 0:
                 ax.set_title(col.title, fontsize=8)
         axes[i, 0].set_ylabel(row_labels[i] if row_labels is not None else f"image {i}", fontsize=8)
@@ -226,10 +226,12 @@ def plot_mask_sweep(
     rows: Sequence[tuple[str, np.ndarray]],
     title: str = "",
     column_labels: Sequence[str] | None = None,
+    chosen: int | None = None,
 ) -> Figure:
     """One row of masks per parameter value, one column per image; panels give the erased count.
 
-    ``rows``: (label, keep-masks (N, h, w)) per value, e.g. ("r2 = 0.25\\nN2 = 32", masks).
+    ``rows``: (label, keep-masks (N, h, w)) per value, e.g. ("r2 = 0.25\\nN2 = 32", masks);
+    ``chosen``: the row of the value the notebook uses, labelled in bold with "(chosen)".
     """
     images = np.asarray(images)
     n = len(images)
@@ -244,12 +246,15 @@ def plot_mask_sweep(
     for r, (label, masks) in enumerate(rows):
         for i in range(n):
             erased = draw_mask(axes[r, i], images[i], masks[i])
-            axes[r, i].set_xlabel(f"erased {erased}/{masks[i].size}", fontsize=7)
+            axes[r, i].set_xlabel(f"erased {erased}/{masks[i].size}", fontsize=8)
             if r == 0:
                 axes[r, i].set_title(
                     column_labels[i] if column_labels is not None else f"image {i}", fontsize=8
                 )
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        is_chosen = r == chosen
+        axes[r, 0].set_ylabel(
+            f"{label}\n(chosen)" if is_chosen else label, fontsize=9, fontweight="bold" if is_chosen else None
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -274,7 +279,7 @@ def plot_mask_construction(image: np.ndarray, rows: Sequence[ConstructionRow], t
         ax_map, ax_sorted, ax_mask = axes[r]
         draw_map(ax_map, image, score)
         ax_map.set_ylabel(row.label, fontsize=8)
-        ax_map.set_xlabel(f"score on the {score.shape[0]}x{score.shape[1]} grid", fontsize=7)
+        ax_map.set_xlabel(f"score on the {score.shape[0]}x{score.shape[1]} grid", fontsize=8)
         order = np.argsort(score, axis=None, kind="stable")
         erased = (mask.reshape(-1) == 0)[order]
         colors = np.where(erased, ERASED_COLOR, KEPT_COLOR)
@@ -287,12 +292,12 @@ def plot_mask_construction(image: np.ndarray, rows: Sequence[ConstructionRow], t
                 linewidth=1,
                 label=f"threshold {row.threshold:g}",
             )
-            ax_sorted.legend(fontsize=7, frameon=False, loc="upper left")
-        ax_sorted.set_xlabel("positions sorted by score (erased in vermillion)", fontsize=7)
-        ax_sorted.set_ylabel("score", fontsize=7)
-        ax_sorted.tick_params(labelsize=7)
+            ax_sorted.legend(fontsize=8, frameon=False, loc="upper left")
+        ax_sorted.set_xlabel("positions sorted by score (erased in vermillion)", fontsize=8)
+        ax_sorted.set_ylabel("score", fontsize=8)
+        ax_sorted.tick_params(labelsize=8)
         count = draw_mask(ax_mask, image, mask)
-        ax_mask.set_xlabel(f"erased {count}/{mask.size}", fontsize=7)
+        ax_mask.set_xlabel(f"erased {count}/{mask.size}", fontsize=8)
         if r == 0:
             ax_map.set_title("score map", fontsize=8)
             ax_sorted.set_title("sorted scores", fontsize=8)

@@ -1,0 +1,144 @@
+"""What a newcomer meets first works as written: the README is short, its links resolve, its Python quick
+start runs, the shell commands of the getting-started page run in a plain shell, and the documentation
+site carries each notebook's figures."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from PIL import Image
+
+from reidlib.notebooks.site import build_site, home_page
+from reidlib.utils.paths import repo_root
+
+ROOT = repo_root()
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "CHANGELOG.md"]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def fenced(text: str, language: str) -> list[str]:
+    """The bodies of the ```<language> blocks of a Markdown text."""
+    return re.findall(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
+
+
+def shell_lines(block: str) -> list[str]:
+    """A bash block's commands: continuation lines joined, comments dropped."""
+    joined = block.replace("\\\n", " ")
+    return [
+        line.split("  #")[0].strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def test_the_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 150
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    missing = []
+    for target in LINK.findall(page.read_text()):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        if not path.exists():
+            missing.append(target)
+    assert not missing, f"{page.name}: {missing}"
+
+
+def test_the_front_page_picture_is_small_and_comes_from_the_synthetic_set():
+    picture = ROOT / "docs" / "figures" / "sen_masks.png"
+    assert picture.is_file() and picture.stat().st_size < 400_000
+    assert "docs/figures/sen_masks.png" in README.read_text()
+
+
+def _isolated(tmp_path: Path) -> dict[str, str]:
+    """An environment whose data and results roots are under ``tmp_path`` (nothing lands in the repo)."""
+    return {
+        **os.environ,
+        "REIDLIB_DATA": str(tmp_path / "data"),
+        "REIDLIB_RESULTS": str(tmp_path / "results"),
+    }
+
+
+@pytest.mark.slow
+def test_the_python_quick_start_runs_as_written_twice(tmp_path):
+    (code,) = fenced(README.read_text(), "python")
+    assert len(code.splitlines()) <= 15
+    env = _isolated(tmp_path)
+    first = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert re.search(r"SEN after 2 epochs: rank-1 \d+\.\d %, mAP \d+\.\d %", first.stdout)
+    assert (
+        "query 0's top 5:" in first.stdout
+        and (tmp_path / "results" / "quickstart" / "metrics.json").is_file()
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # read back, not trained again
+
+
+@pytest.mark.slow
+def test_the_command_line_of_getting_started_runs_in_a_plain_shell(tmp_path):
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    block = next(b for b in fenced(text, "bash") if "-m reidlib recipes" in b)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the clone's .venv, seen from here
+    env = {k: v for k, v in _isolated(tmp_path).items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"  # a plain shell: no virtual environment on PATH
+    for line in shell_lines(block):
+        line = line.replace("sen_smoke --set optim.epochs=2", "sen_smoke --set optim.epochs=1")
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
+    assert (tmp_path / "results" / "runs" / "RESULTS.md").read_text().startswith("# Results")
+
+
+def test_the_site_home_links_into_the_site():
+    assert home_page("see [the glossary](docs/glossary.md) and [02](notebooks/02_x.ipynb)") == (
+        "see [the glossary](glossary.md) and [02](notebooks/02_x.ipynb)"
+    )
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_the_site_has_a_home_and_a_page_per_notebook_with_its_figures(tmp_path):
+    executed = tmp_path / "demo"
+    executed.mkdir()
+    figures = {}
+    for number, color in (("01", (200, 30, 30)), ("02", (30, 30, 200))):
+        png = base64.b64encode(_png(color)).decode()
+        figures[number] = png
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_markdown_cell(f"# Notebook {number}"),
+            nbformat.v4.new_code_cell(
+                "show()", outputs=[nbformat.v4.new_output("display_data", data={"image/png": png})]
+            ),
+        ]
+        nbformat.write(nb, executed / f"{number}_tiny.ipynb")
+    site = build_site(executed, tmp_path / "site")
+    assert "erasing networks" in (site / "index.html").read_text()
+    for number, png in figures.items():
+        page = (site / "notebooks" / f"{number}_tiny" / "index.html").read_text()
+        assert png in page, f"notebook {number}'s figure is not on its page"
+    assert (site / "results" / "index.html").is_file() and (site / "glossary" / "index.html").is_file()
+    with pytest.raises(ValueError, match="no executed notebook"):
+        build_site(tmp_path / "site", tmp_path / "other")
