@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import nbformat
@@ -137,7 +138,7 @@ def test_annotated_parameters_are_read_and_every_notebook_annotates_its_own(tmp_
     for path in notebook_paths():  # papermill --help-notebook shows each parameter's type
         cells = nbformat.read(path, as_version=4).cells
         source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
-        assert all(": " in line.split("=")[0] for line in source.splitlines()), path.stem
+        assert all(isinstance(s, ast.AnnAssign) for s in ast.parse(source).body), path.stem
 
 
 def test_relative_path_parameters_are_read_from_the_callers_folder(tmp_path, monkeypatch):
