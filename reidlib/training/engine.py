@@ -302,12 +302,21 @@ def _train(
     overwrite: bool,
     ctx: DistContext,
 ) -> dict[str, Any]:
-    o, e = recipe.optim, recipe.eval
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
     opened = open_run(out, recipe.to_dict(), resume=resume, overwrite=overwrite, is_main=ctx.is_main)
-    if opened.finished is not None:
-        return opened.finished  # finished: nothing to train, read it back
-    run = opened.folder
+    try:  # the folder is this process's until it returns (reidlib.utils.fileio.FolderLock)
+        if opened.finished is not None:
+            return opened.finished  # finished: nothing to train, read it back
+        return _train_opened(recipe, opened, data_root=data_root, ctx=ctx)
+    finally:
+        opened.close()
+
+
+def _train_opened(
+    recipe: Recipe, opened: Opened, *, data_root: str | Path | None, ctx: DistContext
+) -> dict[str, Any]:
+    o, e = recipe.optim, recipe.eval
+    run, resume = opened.folder, opened.resume
     runtime = resolve_runtime(recipe, ctx)
     if ctx.is_main:
         tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}")

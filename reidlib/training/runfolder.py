@@ -8,10 +8,12 @@ A run folder is what :func:`reidlib.training.engine.train` writes:
 - ``last.pt``: the checkpoint (:mod:`reidlib.training.checkpoint`), ``epochNNN.pt``: weight snapshots;
 - ``metrics.json``: :class:`FinalMetrics`, written once the last epoch is evaluated: the run is finished.
 
-Policy (:func:`open_run`): a new run never lands in a folder that holds one (``params.json``,
-``metrics.json`` or ``last.pt``) unless asked to ``overwrite`` it; a resume continues from
-``last.pt`` only with the recipe it started with, up to :data:`reidlib.config.EXECUTION_KEYS`; a finished run
-asked to resume is read back, never trained again.
+Policy (:func:`open_run`): one process writes a run folder at a time (it holds ``.lock``,
+:class:`reidlib.utils.fileio.FolderLock`: a second one is refused naming the PID of the first); a new
+run never lands in a folder that holds one (``params.json``, ``metrics.json`` or ``last.pt``) unless
+asked to ``overwrite`` it; a resume continues from ``last.pt`` only with the recipe it started with, up
+to :data:`reidlib.config.EXECUTION_KEYS`; a finished run asked to resume is read back, never trained
+again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from reidlib.config import Recipe, Variant, is_execution_key, recipe_changes
 from reidlib.data.datasets import ReidDataset
-from reidlib.utils.fileio import atomic_write_json, atomic_write_text
+from reidlib.utils.fileio import FolderLock, atomic_write_json, atomic_write_text
 
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
 
@@ -264,7 +266,8 @@ class RunFolder:
         return f"no checkpoint was written yet: start again with --overwrite (folder {self.path})"
 
     def remove_stale_temporaries(self) -> list[Path]:
-        """Remove the ``.<name>.*.tmp`` files a killed atomic write left behind."""
+        """Remove the ``.<name>.*.tmp`` files a killed atomic write left behind (call it holding the
+        folder's lock: a live writer's temporaries are then never among them)."""
         stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
         for tmp in stale:
             tmp.unlink(missing_ok=True)
@@ -290,6 +293,12 @@ class Opened:
     resume: bool
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     finished: dict[str, Any] | None = None
+    lock: FolderLock | None = None  # held by the main rank until :meth:`close`
+
+    def close(self) -> None:
+        """Let another process use the folder (the run is done, or stopped)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def check_folder_target(path: Path) -> None:
@@ -305,22 +314,42 @@ def open_run(
     path: str | Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool, is_main: bool = True
 ) -> Opened:
     """Decide how ``path`` is used for ``recipe`` (see the module docstring); on the main rank also
-    create the folder, remove stale temporaries and, with ``overwrite``, the previous run's files."""
+    create the folder and take its lock (held until :meth:`Opened.close`), remove stale temporaries
+    and, with ``overwrite``, the previous run's files."""
     folder = RunFolder(path)
     check_folder_target(folder.path)
     if resume and overwrite:
         raise RunFolderError(f"{folder.path}: --resume and --overwrite exclude each other; pick one")
-    if resume:
-        opened = _open_resume(folder, recipe)
-    else:
-        _refuse_existing(folder, overwrite)
-        opened = Opened(folder, resume=False)
-    if is_main:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.remove_stale_temporaries()
-        if overwrite:
-            folder.clear()
+    lock = _lock(folder.path) if is_main and (folder.path.is_dir() or not resume) else None
+    try:
+        if resume:
+            opened = _open_resume(folder, recipe)
+        else:
+            _refuse_existing(folder, overwrite)
+            opened = Opened(folder, resume=False)
+        if is_main:
+            folder.remove_stale_temporaries()
+            if overwrite:
+                folder.clear()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    opened.lock = lock
     return opened
+
+
+def lock_run_folder(path: str | Path) -> FolderLock:
+    """The lock of the run folder ``path``, taken (RunFolderError naming the PID that holds it)."""
+    return _lock(Path(path))
+
+
+def _lock(path: Path) -> FolderLock:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return FolderLock(path, "run folder").acquire()
+    except ValueError as err:  # FolderBusyError: another live process writes here
+        raise RunFolderError(str(err)) from None
 
 
 def _open_resume(folder: RunFolder, recipe: dict[str, Any]) -> Opened:

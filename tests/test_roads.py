@@ -1,0 +1,85 @@
+"""Issue 27, "nothing lost on any road": one test per case off the CLI's main road. One writer per run
+folder, outputs that never clobber a run's records, a run that can always finish, bounded and literal
+config, schedules that fit the run, data checks that mean it, notebook parameters checked first."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+
+from reidlib.cli import main
+from reidlib.training import engine
+
+from conftest import tiny_overrides
+
+
+def _sets(root, *overrides: str) -> list[str]:
+    return [arg for o in tiny_overrides(root, *overrides) for arg in ("--set", o)]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _interrupt_at(call: int):
+    original, calls = engine._optimizer_step, []
+
+    def step(state, total):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(state, total)
+
+    return step
+
+
+# ----------------------------------------------------------------------------- 1. one writer per run folder
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def _live_writer(folder):
+    """Another process holding the run folder's lock, as a training in progress does."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder / ".lock")], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"locked"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]
+    monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(4))  # stopped in epoch 2: last.pt at 1
+    assert main(args) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    temp = out / ".last.pt.w0rk1ng.tmp"  # the live writer's checkpoint being written
+    with _live_writer(out) as writer:
+        temp.write_bytes(b"half a checkpoint")
+        for extra in (["--resume"], ["--overwrite"], []):
+            assert main([*args, *extra]) == 2
+            line = _error_line(capsys)
+            assert str(out) in line and f"process {writer.pid}" in line, line
+        assert temp.exists() and not (out / "metrics.json").exists()
+        writer.send_signal(signal.SIGKILL)  # killed: its lock file stays, with a dead PID in it
+        writer.wait()
+    assert (out / ".lock").read_text().strip() == str(writer.pid)
+    assert main([*args, "--resume"]) == 0  # the stale lock is taken over
+    assert (out / "metrics.json").is_file() and not (out / ".lock").exists()
