@@ -15,7 +15,6 @@ import traceback
 from pathlib import Path
 
 from reidlib.utils.errors import is_worker_error, one_line
-from reidlib.utils.fileio import check_output_file
 from reidlib.utils.threads import apply_wait_policy
 
 # The project's errors (bad input: ValueError subclasses; a diverged run) and the system's (disk full, a
@@ -70,6 +69,15 @@ def _dataset_for(recipe, args):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from reidlib.training.runfolder import output_file
+
+    if not args.out:
+        return _evaluate(args)
+    with output_file(args.out, overwrite=args.overwrite):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from reidlib.config import Variant
     from reidlib.data.images import check_dataset_images
     from reidlib.evaluation.features import evaluate_network
@@ -77,8 +85,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.utils.distributed import DistContext
     from reidlib.utils.fileio import atomic_write_json
 
-    if args.out:
-        check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -117,6 +123,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from reidlib.training.runfolder import output_file
+
+    with output_file(args.out, overwrite=args.overwrite):
+        return _extract(args)
+
+
+def _extract(args: argparse.Namespace) -> int:
     import torch
 
     from reidlib.evaluation.features import extract_features
@@ -124,7 +137,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from reidlib.utils.distributed import DistContext
     from reidlib.utils.fileio import atomic_path
 
-    check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -164,12 +176,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from reidlib.evaluation.export import export_onnx
     from reidlib.training.engine import load_network
+    from reidlib.training.runfolder import output_file
 
-    check_output_file(args.onnx)
-    model, recipe = load_network(args.checkpoint)
-    diff = export_onnx(
-        model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
-    )
+    with output_file(args.onnx, overwrite=args.overwrite):
+        model, recipe = load_network(args.checkpoint)
+        diff = export_onnx(
+            model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
+        )
     check = "" if diff is None else f"; onnxruntime vs torch: max |diff| / max |embedding| = {diff:.2e}"
     print(f"wrote {args.onnx}{check}")
     return 0
@@ -247,17 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
     ev.add_argument("--mode", default="standard", choices=["standard", "official"])
     ev.add_argument("--out", help="also write the metrics (with the CMC) to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ev.set_defaults(func=_cmd_evaluate)
 
     ex = sub.add_parser("extract", help="write query/gallery embeddings to a .pt file")
     checkpoint_args(ex)
     ex.add_argument("--out", required=True, help="output .pt (features, pids, camids, paths per split)")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ex.set_defaults(func=_cmd_extract)
 
     xp = sub.add_parser("export", help="export the embedding network to ONNX and check it with onnxruntime")
     xp.add_argument("--checkpoint", required=True)
     xp.add_argument("--onnx", required=True, help="output .onnx file")
     xp.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    xp.add_argument("--overwrite", action="store_true", help="replace --onnx if it exists")
     xp.set_defaults(func=_cmd_export)
 
     rp = sub.add_parser("report", help="write the results page of the finished runs below a folder")

@@ -5,14 +5,18 @@ config, schedules that fit the run, data checks that mean it, notebook parameter
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
 
+import pytest
+
 from reidlib.cli import main
 from reidlib.training import engine
+from reidlib.training.engine import train
 
-from conftest import tiny_overrides
+from conftest import tiny_overrides, tiny_recipe
 
 
 def _sets(root, *overrides: str) -> list[str]:
@@ -83,3 +87,47 @@ def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, mon
     assert (out / ".lock").read_text().strip() == str(writer.pid)
     assert main([*args, "--resume"]) == 0  # the stale lock is taken over
     assert (out / "metrics.json").is_file() and not (out / ".lock").exists()
+
+
+# ------------------------------------------------------------------------ 2. outputs never clobber records
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("roads") / "run"
+    train(tiny_recipe(tiny_synthetic, "optim.epochs=1", "train.snapshot_epochs=[1]"), out)
+    return out
+
+
+def test_outputs_never_replace_a_runs_records(finished_run, tmp_path, capsys):
+    run = finished_run
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    ckpt = ["--checkpoint", str(run / "last.pt"), "--device", "cpu", "--workers", "0"]
+    for command in (
+        ["export", "--checkpoint", str(run / "last.pt"), "--onnx", str(run / "last.pt")],
+        ["evaluate", *ckpt, "--out", str(run / "metrics.json")],
+        ["extract", *ckpt, "--out", str(run / "params.json")],
+        ["extract", *ckpt, "--out", str(run / "epoch001.pt")],
+        ["evaluate", *ckpt, "--out", str(run / "log.jsonl")],
+    ):
+        for overwrite in ([], ["--overwrite"]):
+            assert main([*command, *overwrite]) == 2, command
+            line = _error_line(capsys)
+            assert "would replace the run's own" in line and str(run) in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    mine = tmp_path / "eval.json"
+    mine.write_text("mine")
+    assert main(["evaluate", *ckpt, "--out", str(mine)]) == 2
+    assert "eval.json: exists; pass --overwrite" in _error_line(capsys)
+    assert mine.read_text() == "mine"
+    assert main(["evaluate", *ckpt, "--out", str(mine), "--overwrite"]) == 0
+    assert "rank1" in json.loads(mine.read_text())
+
+
+def test_evaluating_into_a_run_folder_waits_for_no_writer(finished_run, capsys):
+    ckpt = ["--checkpoint", str(finished_run / "last.pt"), "--device", "cpu", "--workers", "0"]
+    with _live_writer(finished_run) as writer:
+        assert main(["evaluate", *ckpt, "--rerank", "--out", str(finished_run / "rerank.json")]) == 2
+        assert f"in use by process {writer.pid}" in _error_line(capsys)
+    assert main(["evaluate", *ckpt, "--rerank", "--out", str(finished_run / "rerank.json")]) == 0
+    assert (finished_run / "rerank.json").is_file() and not (finished_run / ".lock").exists()

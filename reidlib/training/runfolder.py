@@ -18,15 +18,18 @@ again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reidlib.config import Recipe, Variant, is_execution_key, recipe_changes
 from reidlib.data.datasets import ReidDataset
-from reidlib.utils.fileio import FolderLock, atomic_write_json, atomic_write_text
+from reidlib.utils.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output_file
 
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
 
@@ -194,6 +197,17 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
     return metrics
 
 
+def is_record(path: str | Path) -> bool:
+    """Whether ``path`` is named like one of a run folder's own files (records, checkpoints, snapshots)."""
+    name = Path(path).name
+    return name in (PARAMS, LOG, METRICS, CHECKPOINT) or re.fullmatch(r"epoch\d{3,}\.pt", name) is not None
+
+
+def holds_run(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a run, started or finished (any of its records)."""
+    return any((Path(folder) / name).is_file() for name in (PARAMS, LOG, METRICS, CHECKPOINT))
+
+
 def is_run(folder: str | Path) -> bool:
     return (Path(folder) / PARAMS).is_file()
 
@@ -282,6 +296,29 @@ class RunFolder:
 
 
 # ----------------------------------------------------------------------------- when a folder may be used
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """An output file of ``evaluate --out``, ``extract --out`` or ``export --onnx``, checked before any
+    work: refused if it is a folder, if it exists (unless ``overwrite``), or if it would replace one of
+    a run folder's own records (never, whatever ``overwrite`` says). While the command runs, the run
+    folder the file lands in is locked (no training writes there meanwhile, nor removes our temporary)."""
+    path, folder = Path(path), Path(path).parent
+    if holds_run(folder) and is_record(path):
+        raise RunFolderError(
+            f"{path}: would replace the run's own {path.name} in {folder}; write the output under "
+            "another name or into another folder"
+        )
+    check_output_file(path, overwrite=overwrite)
+    if not holds_run(folder):
+        yield path
+        return
+    lock = lock_run_folder(folder)
+    try:
+        yield path
+    finally:
+        lock.release()
 
 
 @dataclass
