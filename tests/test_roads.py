@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import sys
 import pytest
 
 from reidlib.cli import main
+from reidlib.experiments import runs
 from reidlib.training import engine
 from reidlib.training.engine import train
+from reidlib.training.runfolder import read_log
 
 from conftest import tiny_overrides, tiny_recipe
 
@@ -42,7 +45,7 @@ def _interrupt_at(call: int):
     return step
 
 
-# ----------------------------------------------------------------------------- 1. one writer per run folder
+# ------------------------------------------------------------ 1. one writer per run folder
 
 _HOLDER = """
 import fcntl, os, sys, time
@@ -89,7 +92,7 @@ def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, mon
     assert (out / "metrics.json").is_file() and not (out / ".lock").exists()
 
 
-# ------------------------------------------------------------------------ 2. outputs never clobber records
+# ------------------------------------------------------------ 2. outputs never clobber records
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +134,33 @@ def test_evaluating_into_a_run_folder_waits_for_no_writer(finished_run, capsys):
         assert f"in use by process {writer.pid}" in _error_line(capsys)
     assert main(["evaluate", *ckpt, "--rerank", "--out", str(finished_run / "rerank.json")]) == 0
     assert (finished_run / "rerank.json").is_file() and not (finished_run / ".lock").exists()
+
+
+# ------------------------------------------------------------ 3. a run that can always finish
+
+
+def test_a_run_whose_metrics_write_failed_finishes_on_resume(finished_run, tiny_synthetic, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    (out / "metrics.json").unlink()  # the disk filled up, or the process was killed, just then
+    assert runs.run_status(out) == "stopped: epoch 1/1"  # no process writes it: not "running"
+    with _live_writer(out) as writer:
+        assert runs.run_status(out) == f"running: epoch 1/1 (process {writer.pid})"
+    args = [
+        "train",
+        "--config",
+        "smoke",
+        "--out",
+        str(out),
+        "--resume",
+        *_sets(tiny_synthetic, "optim.epochs=1"),
+    ]
+    assert main(args) == 0
+    assert "run folder" in capsys.readouterr().out
+    done = json.loads((out / "metrics.json").read_text())
+    kept = json.loads((finished_run / "metrics.json").read_text())
+    assert {k: done[k] for k in ("rank1", "mAP", "cmc", "epoch")} == {
+        k: kept[k] for k in ("rank1", "mAP", "cmc", "epoch")
+    }
+    assert runs.run_status(out) == "finished"
+    assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [1]

@@ -354,6 +354,8 @@ def _train_opened(
                 run.append_log(row)
                 _save(run, tr, epoch)
             barrier(ctx)
+        if start_epoch > o.epochs:  # last.pt holds the last epoch but metrics.json was never written
+            metrics = _evaluate(tr, final=True)
         if not ctx.is_main or not metrics:
             return {}
         final = run.write_metrics(
