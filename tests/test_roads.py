@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from reidlib.cli import main
+from reidlib.config import ConfigError, load_recipe
 from reidlib.experiments import runs
 from reidlib.training import engine
 from reidlib.training.engine import train
@@ -164,3 +165,74 @@ def test_a_run_whose_metrics_write_failed_finishes_on_resume(finished_run, tiny_
     }
     assert runs.run_status(out) == "finished"
     assert [r["epoch"] for r in read_log(out / "log.jsonl")] == [1]
+
+
+# ------------------------------------------------------------ 4. bounded, literal config
+
+LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
+
+
+def test_yaml_aliases_are_refused_and_a_shown_value_is_bounded(tmp_path, capsys):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(f"base: smoke\ndescription: &l0 lol\nx:\n  {LAUGHS.replace(chr(10), chr(10) + '  ')}\n")
+    with pytest.raises(ConfigError, match=r"laughs.yaml: line 4: YAML aliases \(\*l0\) are not accepted"):
+        load_recipe(path)
+    assert main(["train", "--config", str(path)]) == 2
+    assert len(_error_line(capsys)) < 400
+    with pytest.raises(ConfigError, match="aliases"):
+        load_recipe("smoke", ["data.root=[&a [1, 2], *a]"])
+    with pytest.raises(ConfigError, match=r"unknown key 'model.options.<<'"):  # a key, no YAML 1.1 merge
+        load_recipe("smoke", ["model.options={<<: {a: 1}}"])
+    long = "[" + ", ".join(["x" * 10] * 400) + "]"  # 4.8 kB
+    assert main(["train", "--config", "smoke", "--set", f"data.root={long}"]) == 2
+    line = _error_line(capsys)
+    assert "data.root: expected" in line and len(line) < 600
+
+
+def test_yaml_numbers_follow_yaml_1_2(tmp_path):
+    r = load_recipe("smoke", ["train.seed=010", "eval.max_rank=0o10", "optim.lr=1e-3"])
+    assert (r.train.seed, r.eval.max_rank, r.optim.lr) == (10, 8, 1e-3)  # YAML 1.1: 8, and 0o10 a string
+    with pytest.raises(ConfigError, match=r"eval.max_rank: expected an integer, got '1:00'"):  # 1.1: 60
+        load_recipe("smoke", ["eval.max_rank=1:00"])
+    with pytest.raises(ConfigError, match=r"train.progress: expected true or false, got 'no'"):
+        load_recipe("smoke", ["train.progress=no"])
+    with pytest.raises(ConfigError, match=r"description: expected a string, got"):
+        load_recipe("smoke", ["description=[1]"])
+    assert load_recipe("smoke", ["description=2024-01-01"]).description == "2024-01-01"  # not a date
+    path = tmp_path / "r.yaml"
+    path.write_text("base: smoke\ntrain:\n  seed: 010\n")
+    assert load_recipe(path).train.seed == 10
+
+
+def test_a_section_override_merges_like_a_recipe_file():
+    smoke = load_recipe("smoke")
+    for overrides in (["optim={epochs: 3}"], {"optim": {"epochs": 3}}):
+        r = load_recipe("smoke", overrides)
+        assert r.optim.epochs == 3
+        assert (r.optim.lr, r.optim.warmup_epochs, r.optim.milestones) == (
+            smoke.optim.lr,
+            smoke.optim.warmup_epochs,
+            smoke.optim.milestones,
+        )
+
+
+def test_base_paths_are_read_from_the_recipe_files_folder(tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "parent.yaml").write_text("base: smoke\noptim:\n  lr: 2.0e-3\n")
+    (tmp_path / "mine" / "child.yaml").write_text("base: parent.yaml\noptim:\n  epochs: 3\n")
+    monkeypatch.chdir(tmp_path)  # not the recipes' folder
+    r = load_recipe("mine/child.yaml")
+    assert (r.optim.lr, r.optim.epochs, r.data.dataset) == (2e-3, 3, "synthetic")
+    with pytest.raises(ConfigError, match=r"missing.yaml: recipe file not found \(base of .*child2.yaml\)"):
+        (tmp_path / "mine" / "child2.yaml").write_text("base: missing.yaml\n")
+        load_recipe("mine/child2.yaml")
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/escaped", "a/../../escaped"])
+def test_a_runs_name_cannot_leave_the_results_root(name, tiny_synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REIDLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(engine, "_train_opened", lambda *a, **k: pytest.fail("training started"))
+    assert main(["train", "--config", "smoke", "--set", f"name={name}", *_sets(tiny_synthetic)]) == 2
+    line = _error_line(capsys)
+    assert f"name: {name!r} would put the run folder outside" in line
+    assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("**/escaped*"))

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
-from reidlib.config import Recipe
+from reidlib.config import ConfigError, Recipe
 from reidlib.data.datasets import ReidDataset, load_dataset
 from reidlib.data.device_augment import build_device_train_loader
 from reidlib.data.images import build_train_loader, check_dataset_images
@@ -66,7 +66,7 @@ from reidlib.training.runfolder import (
 )
 from reidlib.training.schedule import lr_at
 from reidlib.utils.distributed import DistContext, barrier, init_distributed, shutdown
-from reidlib.utils.errors import one_line
+from reidlib.utils.errors import one_line, shown
 from reidlib.utils.paths import results_root
 from reidlib.utils.runtime import Runtime
 from reidlib.utils.threads import set_torch_threads
@@ -182,7 +182,15 @@ class TrainStep(nn.Module):
 
 
 def default_out_dir(recipe: Recipe) -> Path:
-    return results_root() / "runs" / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``<results>/runs/<name>-<time>``; ConfigError when the name would place it anywhere else."""
+    runs = results_root() / "runs"
+    out = runs / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(recipe.name).is_absolute() or not out.resolve().is_relative_to(runs.resolve()):
+        raise ConfigError(
+            f"name: {shown(recipe.name, 80)} would put the run folder outside {runs}; give the run a plain "
+            "name (letters, digits, - _ .), or its folder with --out"
+        )
+    return out
 
 
 def _params(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistContext) -> Params:
