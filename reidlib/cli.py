@@ -56,6 +56,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     metrics = train(recipe, out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
+        chance = metrics.get("protocol", {}).get("chance_rank1")
+        if chance:  # written since issue 27: does the network learn on this split at all?
+            from reidlib.evaluation.metrics import learning_verdict
+
+            print(learning_verdict(metrics["rank1"], chance))
         print(f"run folder: {out}")
     return 0
 

@@ -455,6 +455,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
     path = resolve_recipe_path(name_or_path)
     raw = _read_raw(path)
     raw.setdefault("name", path.stem)
+    original = copy.deepcopy(raw)
     if isinstance(overrides, Mapping):
         items = [(str(k).split("."), copy.deepcopy(v), f"{k}={v!r}") for k, v in overrides.items()]
     else:
@@ -467,7 +468,24 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
                 raise ConfigError(f"override {shown(text)}: '{k}' is not a section")
         section = len(keys) == 1 and keys[0] in SECTIONS and isinstance(node.get(keys[0]), dict)
         node[keys[-1]] = _merge(node[keys[0]], value) if section and isinstance(value, dict) else value
-    return recipe_from_dict(raw)
+    recipe = recipe_from_dict(raw)
+    if items:
+        recipe.description = _described(recipe, original)
+    return recipe
+
+
+def _described(recipe: Recipe, original: dict[str, Any]) -> str:
+    """The recipe's description and, when overrides changed what it trains, which keys they set."""
+    try:
+        changes = trained_changes(recipe_from_dict(original).to_dict(), recipe.to_dict())
+    except ConfigError:  # the file alone is not a whole recipe: its description says nothing more
+        return recipe.description
+    if not changes:
+        return recipe.description
+    listed = ", ".join(
+        f"{k}={new!r}" if isinstance(new, str) else f"{k}={new}" for k, (_, new) in changes.items()
+    )
+    return f"{recipe.description} (changed: {shown(listed)[1:-1]})"
 
 
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
@@ -497,7 +515,14 @@ def validate(recipe: Recipe) -> None:
     """Checks across fields that a field's type and range alone cannot express."""
     o, d = recipe.optim, recipe.data
     if sorted(o.milestones) != o.milestones:
-        raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
+        raise ConfigError(f"optim.milestones: expected increasing epochs, got {shown(o.milestones)}")
+    if o.warmup_epochs > o.epochs:
+        raise ConfigError(
+            f"optim.warmup_epochs: {o.warmup_epochs} warm-up epochs do not fit a run of optim.epochs="
+            f"{o.epochs} (its lr would never reach optim.lr); set optim.warmup_epochs <= {o.epochs} and "
+            f"optim.milestones within the run too, e.g. --set optim.warmup_epochs={max(1, o.epochs // 10)} "
+            f"--set 'optim.milestones=[{max(1, o.epochs * 2 // 3)}]'"
+        )
     if d.num_instances < 2 and any(term.kind == "triplet" for term in recipe.loss.terms):
         raise ConfigError("data.num_instances must be >= 2 with a triplet loss (anchors need a positive)")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", recipe.train.device):

@@ -11,16 +11,20 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from reidlib.cli import main
 from reidlib.config import ConfigError, load_recipe
+from reidlib.evaluation.metrics import chance_rank1, evaluate_rank, learning_verdict
 from reidlib.experiments import runs
-from reidlib.training import engine
+from reidlib.training import engine, schedule
+from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
+from reidlib.training.losses import Criterion
 from reidlib.training.runfolder import read_log
 
-from conftest import tiny_overrides, tiny_recipe
+from conftest import poison_from, tiny_overrides, tiny_recipe
 
 
 def _sets(root, *overrides: str) -> list[str]:
@@ -236,3 +240,103 @@ def test_a_runs_name_cannot_leave_the_results_root(name, tiny_synthetic, tmp_pat
     line = _error_line(capsys)
     assert f"name: {name!r} would put the run folder outside" in line
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("**/escaped*"))
+
+
+# ------------------------------------------------------------ 5. schedules that fit the run
+
+
+def test_epochs_below_the_warm_up_are_refused_naming_the_keys_to_set(capsys):
+    with pytest.raises(ConfigError, match=r"optim.warmup_epochs: 10 warm-up epochs .* optim.epochs=2.*set"):
+        load_recipe("bot_market1501_cpu", ["optim.epochs=2"])
+    assert main(["train", "--config", "bot_market1501_cpu", "--set", "optim.epochs=2"]) == 2
+    assert "optim.warmup_epochs" in _error_line(capsys)
+    short = load_recipe("bot_market1501_cpu", ["optim.epochs=2", "optim.warmup_epochs=1"])
+    assert "optim.epochs=2" in short.description and "optim.warmup_epochs=1" in short.description
+    assert "20 epochs" in short.description  # the recipe's words, then what was changed
+    assert (
+        load_recipe("bot_market1501_cpu").description
+        == load_recipe("bot_market1501_cpu", ["train.progress=false"]).description
+    )
+    assert schedule.describe(short.optim) == (
+        "2 epochs, lr 3.50e-04 after 1 warm-up epoch; x0.1 after epoch 10: never (past the last epoch)"
+    )
+    for shipped in ("smoke", "sen_smoke"):  # what the notebooks and tests shorten
+        load_recipe(shipped, ["optim.epochs=1", "optim.milestones=[]"])
+        load_recipe(shipped, tiny_overrides("x", "optim.epochs=1"))
+
+
+def _grow_from(monkeypatch, call: int, factor: float) -> None:
+    """Scale the loss by ``factor`` from the ``call``-th criterion call on (3 calls per tiny epoch)."""
+    original, calls = Criterion.forward, []
+
+    def grown(self, outputs, pids):
+        total, logs = original(self, outputs, pids)
+        calls.append(1)
+        if len(calls) < call:
+            return total, logs
+        return total * factor, logs | {"total": logs["total"] * factor}
+
+    monkeypatch.setattr(Criterion, "forward", grown)
+
+
+def test_a_loss_growing_by_orders_of_magnitude_stops_the_run(tiny_synthetic, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _grow_from(monkeypatch, 4, 1e5)
+    assert (
+        main(["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic, "optim.epochs=3")]) == 2
+    )
+    line = _error_line(capsys)
+    assert "epoch 2: the training loss grew" in line and "lr 1.00e-04" in line and "holds epoch 1" in line, (
+        line
+    )
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1 and not (out / "metrics.json").exists()
+    monkeypatch.undo()
+    poison_from(monkeypatch, 4)
+    assert main(["train", "--config", "smoke", "--out", str(out), "--overwrite", *_sets(tiny_synthetic)]) == 2
+    line = _error_line(capsys)
+    assert "epoch 2: the training loss became non-finite" in line and "lr 1.00e-04" in line, line
+
+
+def test_chance_rank1_is_what_a_random_ranking_scores():
+    q_pids, q_cams = [1, 2, 9], [0, 1, 0]
+    g_pids, g_cams = [1, 1, 2, 2, 3], [0, 1, 0, 1, 1]
+    chance = chance_rank1(q_pids, g_pids, q_cams, g_cams)  # 1 match among 4 candidates, twice; 9: none
+    assert chance["rank1"] == pytest.approx(25.0) and chance["queries"] == 2
+    rng = np.random.default_rng(0)
+    q_pids, q_cams = rng.integers(0, 6, 40), rng.integers(0, 3, 40)
+    g_pids, g_cams = rng.integers(0, 6, 90), rng.integers(0, 3, 90)
+    chance = chance_rank1(q_pids, g_pids, q_cams, g_cams)
+    draws = [
+        evaluate_rank(rng.random((40, 90)), q_pids, g_pids, q_cams, g_cams)["cmc"][0] * 100
+        for _ in range(300)
+    ]
+    assert np.mean(draws) == pytest.approx(chance["rank1"], abs=0.5)
+    assert np.quantile(draws, 0.99) < chance["above"]  # a random ranking stays below the bar
+    assert learning_verdict(chance["above"] + 1, chance).endswith("above chance: it learns")
+    assert "not above chance" in learning_verdict(chance["rank1"], chance)
+
+
+def test_folder_check_trains_a_market_layout_folder_and_says_whether_it_learns(
+    tiny_synthetic, tmp_path, capsys
+):
+    recipe = load_recipe("folder_check")
+    assert (recipe.data.dataset, recipe.data.root, recipe.train.max_iters_per_epoch) == ("folder", None, 60)
+    assert main(["train", "--config", "folder_check", "--out", str(tmp_path / "x")]) == 2
+    assert "--data-root" in _error_line(capsys)
+    short = ["--set", "optim.epochs=2", "--set", "train.max_iters_per_epoch=2", "--set", "data.height=64"]
+    args = [
+        "train",
+        "--config",
+        "folder_check",
+        "--data-root",
+        str(tiny_synthetic),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main([*args, *short, "--set", "data.width=32"]) == 0
+    out = capsys.readouterr().out
+    chance = json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]["chance_rank1"]
+    assert (
+        f"vs {chance['rank1']:.2f} % for a random ranking of this split" in out
+        and "chance" in out.splitlines()[-2]
+    )

@@ -29,6 +29,7 @@ from typing import Any
 
 from reidlib.config import Recipe, Variant, is_execution_key, recipe_changes
 from reidlib.data.datasets import ReidDataset
+from reidlib.evaluation.metrics import chance_rank1
 from reidlib.utils.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output_file
 
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
@@ -102,7 +103,8 @@ class EpochLog:
 
 @dataclass
 class FinalMetrics:
-    """``metrics.json``: the reported variant's numbers (%) at the top, the protocol, every variant."""
+    """``metrics.json``: the reported variant's numbers (%) at the top, the protocol (with the rank-1
+    of a random ranking, :func:`reidlib.evaluation.metrics.chance_rank1`), every variant."""
 
     summary: dict[str, Any]  # rank1/5/10, mAP, mINP, num_valid_queries, cmc
     epoch: int
@@ -129,6 +131,7 @@ class FinalMetrics:
                 "max_rank": e.max_rank,
                 "num_query": len(dataset.query),
                 "num_gallery": len(dataset.gallery),
+                "chance_rank1": chance_rank1(*_ids(dataset.query, dataset.gallery)),
             },
             variants={k: {m: v for m, v in s.items() if m != "cmc"} for k, s in metrics.items()},
         )
@@ -141,6 +144,16 @@ class FinalMetrics:
             "protocol": self.protocol,
             "variants": self.variants,
         }
+
+
+def _ids(query: list, gallery: list) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(q_pids, g_pids, q_camids, g_camids) of two lists of ImageRecord."""
+    return (
+        [r.pid for r in query],
+        [r.pid for r in gallery],
+        [r.camid for r in query],
+        [r.camid for r in gallery],
+    )
 
 
 # ----------------------------------------------------------------------------- reading
