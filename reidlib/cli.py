@@ -24,8 +24,10 @@ EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from reidlib.data.datasets import format_stats_table, load_dataset
+    from reidlib.data.images import check_dataset_images
 
     ds = load_dataset(args.dataset, args.root)
+    check_dataset_images(ds)  # what training checks first: every file a whole image of more than one colour
     print(json.dumps(ds.stats()) if args.json else format_stats_table(ds))
     return 0
 

@@ -13,16 +13,27 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from reidlib.cli import main
 from reidlib.config import ConfigError, load_recipe
-from reidlib.evaluation.metrics import chance_rank1, evaluate_rank, learning_verdict
+from reidlib.data.datasets import DatasetError, ImageRecord
+from reidlib.data.images import check_image_files, read_image
+from reidlib.evaluation.metrics import (
+    chance_rank1,
+    evaluate_features,
+    evaluate_rank,
+    learning_verdict,
+    pairwise_distance,
+)
 from reidlib.experiments import runs
 from reidlib.training import engine, schedule
 from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
 from reidlib.training.losses import Criterion
 from reidlib.training.runfolder import read_log
+from reidlib.utils.threads import set_torch_threads
 
 from conftest import poison_from, tiny_overrides, tiny_recipe
 
@@ -340,3 +351,78 @@ def test_folder_check_trains_a_market_layout_folder_and_says_whether_it_learns(
         f"vs {chance['rank1']:.2f} % for a random ranking of this split" in out
         and "chance" in out.splitlines()[-2]
     )
+
+
+# ------------------------------------------------------------ 6. data checks that mean it
+
+
+def test_a_16_bit_png_reads_as_its_image_and_a_constant_image_is_refused(tmp_path):
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(64, 32) * 31).astype(np.uint16)  # 0 .. 63,457
+    Image.fromarray(ramp).save(tmp_path / "0001_c1s1_000001_00.png")  # a 16-bit greyscale PNG
+    image = np.asarray(read_image(tmp_path / "0001_c1s1_000001_00.png"))
+    assert image.shape == (64, 32, 3) and image.min() == 0 and image.max() == round(ramp.max() / 257)
+    np.testing.assert_allclose(image[..., 0], ramp / 257, atol=0.51)
+    Image.new("RGB", (32, 64), (255, 255, 255)).save(tmp_path / "0002_c1s1_000001_00.png")
+    Image.new("RGB", (32, 64), (0, 0, 0)).save(tmp_path / "0003_c1s1_000001_00.jpg", quality=95)
+    for name in ("0002_c1s1_000001_00.png", "0003_c1s1_000001_00.jpg"):
+        with pytest.raises(DatasetError, match=rf"{name} \(query split\): decodes to one colour"):
+            check_image_files([ImageRecord(str(tmp_path / name), 2, 0)], "query")
+    check_image_files([ImageRecord(str(tmp_path / "0001_c1s1_000001_00.png"), 1, 0)], "query")
+
+
+def test_data_stats_runs_the_image_checks_training_runs(tiny_synthetic, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    for i in range(20):  # zero-byte gallery files
+        (root / "bounding_box_test" / f"{9000 + i:04d}_c1s1_000001_00.jpg").write_bytes(b"")
+    assert main(["data", "stats", "--dataset", "folder", "--root", str(root)]) == 2
+    line = _error_line(capsys)
+    assert "9000_c1s1_000001_00.jpg (gallery split)" in line and "and 19 more bad files" in line
+
+
+def test_synth_overwrite_removes_only_the_synthetic_sets_own_files(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["data", "synth", "--out", str(out), "--ids", "2"]) == 0
+    notes, extra = out / "notes.txt", out / "query" / "0001_c9s1_000001_00.jpg"
+    notes.write_text("mine")
+    extra.write_bytes((out / "query" / sorted(p.name for p in (out / "query").iterdir())[0]).read_bytes())
+    capsys.readouterr()
+    assert main(["data", "synth", "--out", str(out), "--ids", "3", "--overwrite"]) == 2
+    line = _error_line(capsys)
+    assert "files the synthetic set did not write" in line and "notes.txt" in line, line
+    assert notes.read_text() == "mine" and extra.is_file()
+    notes.unlink()
+    extra.unlink()
+    assert main(["data", "synth", "--out", str(out), "--ids", "3", "--overwrite"]) == 0
+    assert json.loads((out / "synthetic.json").read_text())["args"]["num_train_ids"] == 3
+
+
+def test_the_test_batch_size_is_bounded():
+    with pytest.raises(
+        ConfigError, match=r"data.test_batch_size: expected a value in \[1, 1024\], got 100000"
+    ):
+        load_recipe("smoke", ["data.test_batch_size=100000"])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_features_must_be_finite(metric):
+    qf, gf = torch.randn(5, 8), torch.randn(7, 8)
+    gf[3, 2] = float("inf")
+    ids = ([1, 2, 3, 1, 2], [1, 2, 3, 1, 2, 3, 1], [0] * 5, [1] * 7)
+    with pytest.raises(ValueError, match=r"gf: row 3 of 7 is not finite \(1 row with inf or NaN\)"):
+        evaluate_features(qf, gf, *ids, metric=metric)
+    with pytest.raises(ValueError, match=r"gf: row 3 of 7 is not finite"):
+        pairwise_distance(qf, gf, metric)
+
+
+def test_an_exported_omp_num_threads_is_honoured(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_torch_threads(0) == 1 and torch.get_num_threads() == 1
+        assert set_torch_threads(2) == 2  # train.threads, when set, still wins
+        monkeypatch.setenv("OMP_NUM_THREADS", "two")
+        with pytest.raises(ValueError, match=r"OMP_NUM_THREADS: expected a positive integer, got 'two'"):
+            set_torch_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -469,6 +469,13 @@ def _as_features(x, name: str) -> torch.Tensor:
         x = x.float()
     elif x.dtype not in (torch.float32, torch.float64):
         x = x.float()
+    bad = ~torch.isfinite(x).all(dim=1)  # an inf would be ranked (Euclidean) or turn into NaN (cosine)
+    if bool(bad.any()):
+        count = int(bad.sum())
+        raise ValueError(
+            f"{name}: row {int(bad.nonzero()[0, 0])} of {x.shape[0]} is not finite ({count} row"
+            f"{'s' if count != 1 else ''} with inf or NaN); features must be finite (a diverged network?)"
+        )
     return x
 
 
