@@ -10,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,8 @@ from reidlib.evaluation.metrics import (
     pairwise_distance,
 )
 from reidlib.experiments import runs
+from reidlib.notebooks import runner as nb_runner
+from reidlib.notebooks.runner import NotebookRunError, plan
 from reidlib.training import engine, schedule
 from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
@@ -426,3 +430,97 @@ def test_an_exported_omp_num_threads_is_honoured(monkeypatch):
             set_torch_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------ 7-8. the notebook runner
+
+_PARAMETERS = (
+    'r1: float = 0.1  # a ratio\nnames: list[str] = ["a"]\ndata_root: str = ""\ncheckpoint: str = ""\n'
+    'output_dir: str = ""\n'
+)
+
+
+def _notebook(folder, stem: str, code: str, params_yaml: str = "{}\n") -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(_PARAMETERS)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, folder / f"{stem}.ipynb")
+    (folder / "params" / stem).mkdir(parents=True, exist_ok=True)
+    (folder / "params" / stem / "demo.yaml").write_text(params_yaml)
+
+
+@pytest.fixture
+def fake_notebooks(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    monkeypatch.setattr(nb_runner, "notebooks_dir", lambda: folder)
+    monkeypatch.setenv("REIDLIB_RESULTS", str(tmp_path / "results"))
+    return folder
+
+
+def _no_kernel(monkeypatch):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel started"))
+
+
+def test_notebook_parameters_are_type_checked_before_any_kernel(fake_notebooks, monkeypatch, capsys):
+    _notebook(fake_notebooks, "01_first", "pass", "r1: 0.2\n")
+    _no_kernel(monkeypatch)
+    for given, words in [
+        ("r1=abc", "01_first: parameter r1: expected float, got 'abc' (from --set r1)"),
+        ("names=[a, 2]", "parameter names: expected list[str], got ['a', 2]"),
+        ("r1=true", "parameter r1: expected float, got True"),
+        ("r1=0o10", None),  # YAML 1.2: 8
+        ("output_dir=/tmp/x", "--set output_dir: the runner sets output_dir itself"),
+        ("data_root=/no/such/folder", "parameter data_root: /no/such/folder is not a folder"),
+        ("checkpoint=/no/such.pt", "parameter checkpoint: /no/such.pt does not exist"),
+    ]:
+        if words is None:
+            assert plan("demo", overrides=[given])[0].parameters["r1"] == 8
+            continue
+        assert nb_runner.main("demo", [], [given], None) == 2, given
+        captured = capsys.readouterr()
+        assert words in captured.err, (given, captured.err)
+        assert captured.out == "", captured.out  # no summary, of this run or of an older one
+    (fake_notebooks / "params" / "01_first" / "demo.yaml").write_text("r1: 1\noutput_dir: here\n")
+    with pytest.raises(NotebookRunError, match=r"\['output_dir'\] are set by the runner"):
+        plan("demo")
+    assert (
+        nb_runner.fits(1, "float") and not nb_runner.fits(True, "int") and nb_runner.fits(None, "int | None")
+    )
+
+
+def test_a_refused_run_never_prints_an_older_runs_summary(fake_notebooks, tmp_path, monkeypatch, capsys):
+    _notebook(fake_notebooks, "01_first", "pass")
+    older = tmp_path / "results" / "demo-20240101-000000"
+    older.mkdir(parents=True)
+    record = {"notebooks": [{"notebook": "01_older", "seconds": 3.0, "status": "ok"}]}
+    (older / "run.json").write_text(json.dumps(record))
+    _no_kernel(monkeypatch)
+    for out in (None, str(older)):
+        assert nb_runner.main("demo", [], ["zzz=1"], out) == 2
+        captured = capsys.readouterr()
+        assert "01_older" not in captured.out + captured.err and "no selected notebook" in captured.err
+
+
+def test_the_runner_makes_its_folders_and_streams_what_cells_print(fake_notebooks, tmp_path, monkeypatch):
+    code = (
+        "import time\nfrom pathlib import Path\nPath(output_dir, 'ran.txt').write_text('x')\n"
+        "print('epoch 1/2', flush=True)\ntime.sleep(3)\nprint('epoch 2/2', flush=True)"
+    )
+    _notebook(fake_notebooks, "01_first", code)
+    seen, write = [], nb_runner._CellPrints.write
+
+    def timed(self, text):
+        seen.append((time.monotonic(), text))
+        write(self, text)
+
+    monkeypatch.setattr(nb_runner._CellPrints, "write", timed)
+    run_dir = nb_runner.run("demo", out=tmp_path / "a" / "b" / "run")  # no folder of it exists yet
+    assert (run_dir / "01_first" / "ran.txt").is_file()  # the notebook's own folder was made for it
+    first = next(t for t, text in seen if "epoch 1/2" in text)
+    second = next(t for t, text in seen if "epoch 2/2" in text)
+    assert second - first > 2  # the first line came while the cell was still running
