@@ -131,7 +131,7 @@ class FinalMetrics:
                 "max_rank": e.max_rank,
                 "num_query": len(dataset.query),
                 "num_gallery": len(dataset.gallery),
-                "chance_rank1": chance_rank1(*_ids(dataset.query, dataset.gallery)),
+                "chance_rank1": _chance(dataset),
             },
             variants={k: {m: v for m, v in s.items() if m != "cmc"} for k, s in metrics.items()},
         )
@@ -146,14 +146,14 @@ class FinalMetrics:
         }
 
 
-def _ids(query: list, gallery: list) -> tuple[list[int], list[int], list[int], list[int]]:
-    """(q_pids, g_pids, q_camids, g_camids) of two lists of ImageRecord."""
-    return (
-        [r.pid for r in query],
-        [r.pid for r in gallery],
-        [r.camid for r in query],
-        [r.camid for r in gallery],
-    )
+def _chance(dataset: ReidDataset) -> dict[str, float] | None:
+    """:func:`reidlib.evaluation.metrics.chance_rank1` of the dataset's query/gallery split."""
+    q, g = dataset.query, dataset.gallery
+    pids, cams = ([r.pid for r in q], [r.pid for r in g]), ([r.camid for r in q], [r.camid for r in g])
+    try:
+        return chance_rank1(*pids, *cams)
+    except ValueError:  # no query has a match: the evaluation itself says so
+        return None
 
 
 # ----------------------------------------------------------------------------- reading
