@@ -15,7 +15,6 @@ import traceback
 from pathlib import Path
 
 from reidlib.utils.errors import is_worker_error, one_line
-from reidlib.utils.fileio import check_output_file
 from reidlib.utils.threads import apply_wait_policy
 
 # The project's errors (bad input: ValueError subclasses; a diverged run) and the system's (disk full, a
@@ -25,8 +24,10 @@ EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from reidlib.data.datasets import format_stats_table, load_dataset
+    from reidlib.data.images import check_dataset_images
 
     ds = load_dataset(args.dataset, args.root)
+    check_dataset_images(ds)  # what training checks first: every file a whole image of more than one colour
     print(json.dumps(ds.stats()) if args.json else format_stats_table(ds))
     return 0
 
@@ -57,6 +58,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     metrics = train(recipe, out, data_root=args.data_root, resume=args.resume, overwrite=args.overwrite)
     if metrics:
         print(json.dumps({k: metrics[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
+        chance = metrics.get("protocol", {}).get("chance_rank1")
+        if chance:  # written since issue 27: does the network learn on this split at all?
+            from reidlib.evaluation.metrics import learning_verdict
+
+            print(learning_verdict(metrics["rank1"], chance))
         print(f"run folder: {out}")
     return 0
 
@@ -70,6 +76,15 @@ def _dataset_for(recipe, args):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from reidlib.training.runfolder import output_file
+
+    if not args.out:
+        return _evaluate(args)
+    with output_file(args.out, overwrite=args.overwrite):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from reidlib.config import Variant
     from reidlib.data.images import check_dataset_images
     from reidlib.evaluation.features import evaluate_network
@@ -77,8 +92,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reidlib.utils.distributed import DistContext
     from reidlib.utils.fileio import atomic_write_json
 
-    if args.out:
-        check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -117,6 +130,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    from reidlib.training.runfolder import output_file
+
+    with output_file(args.out, overwrite=args.overwrite):
+        return _extract(args)
+
+
+def _extract(args: argparse.Namespace) -> int:
     import torch
 
     from reidlib.evaluation.features import extract_features
@@ -124,7 +144,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from reidlib.utils.distributed import DistContext
     from reidlib.utils.fileio import atomic_path
 
-    check_output_file(args.out)
     model, recipe = load_network(args.checkpoint)
     recipe.train.device = args.device
     runtime = resolve_runtime(recipe, DistContext())
@@ -164,12 +183,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from reidlib.evaluation.export import export_onnx
     from reidlib.training.engine import load_network
+    from reidlib.training.runfolder import output_file
 
-    check_output_file(args.onnx)
-    model, recipe = load_network(args.checkpoint)
-    diff = export_onnx(
-        model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
-    )
+    with output_file(args.onnx, overwrite=args.overwrite):
+        model, recipe = load_network(args.checkpoint)
+        diff = export_onnx(
+            model, args.onnx, height=recipe.data.height, width=recipe.data.width, check=not args.no_check
+        )
     check = "" if diff is None else f"; onnxruntime vs torch: max |diff| / max |embedding| = {diff:.2e}"
     print(f"wrote {args.onnx}{check}")
     return 0
@@ -257,17 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
     ev.add_argument("--mode", default="standard", choices=["standard", "official"])
     ev.add_argument("--out", help="also write the metrics (with the CMC) to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ev.set_defaults(func=_cmd_evaluate)
 
     ex = sub.add_parser("extract", help="write query/gallery embeddings to a .pt file")
     checkpoint_args(ex)
     ex.add_argument("--out", required=True, help="output .pt (features, pids, camids, paths per split)")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ex.set_defaults(func=_cmd_extract)
 
     xp = sub.add_parser("export", help="export the embedding network to ONNX and check it with onnxruntime")
     xp.add_argument("--checkpoint", required=True)
     xp.add_argument("--onnx", required=True, help="output .onnx file")
     xp.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    xp.add_argument("--overwrite", action="store_true", help="replace --onnx if it exists")
     xp.set_defaults(func=_cmd_export)
 
     rp = sub.add_parser("report", help="write the results page of the finished runs below a folder")

@@ -3,10 +3,16 @@
 A recipe file may start with ``base: <recipe name>`` to inherit another recipe and override a few
 fields (nested mappings merge, lists and scalars replace); ``base: [<name>, <name>, ...]`` inherits
 several in order, each over the ones before (a paper recipe, then a shared budget such as
-``budgets/market1501_cpu``). Unknown keys, wrongly typed values and values outside their range
+``budgets/market1501_cpu``); a base given as a ``.yaml`` path is read from the folder of the file that
+names it. Unknown keys, wrongly typed values and values outside their range
 (``Annotated[..., Bounds(...)]`` beside each field) are refused with the dotted key that is wrong, when
-the recipe is loaded; ``--set a.b=value`` overrides go through the same checks. ``model.options`` are
-checked against the chosen network's constructor: its parameter names and type hints.
+the recipe is loaded; ``--set a.b=value`` overrides go through the same checks, and a whole section
+(``--set 'optim={epochs: 5}'``) merges into the recipe's like a recipe file does. ``model.options``
+are checked against the chosen network's constructor: its parameter names and type hints.
+
+The YAML is read literally (:func:`yaml_load`): YAML 1.2 scalars (``010`` is 10, ``0o10`` is 8,
+``1:00`` and ``no`` are strings, ``1e-3`` a number), no aliases (``*name``: a few hundred bytes of
+aliases can expand to gigabytes), no key twice. An error shows at most 200 characters of a value.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import yaml
 
 from reidlib.models import MODELS, model_options
 from reidlib.utils.checks import Bounds
+from reidlib.utils.errors import shown
 from reidlib.utils.paths import recipes_dir
 
 LOSS_KINDS = ("ce", "triplet", "center")
@@ -134,7 +141,7 @@ class DataConfig:
     workers: NonNegative = 4  # DataLoader workers (0 = load in the main process)
     cache_images: bool = False  # keep decoded images in memory (small datasets, CPU runs)
     device_augment: bool = False  # decode the train split once, augment batches on the device
-    test_batch_size: Positive = 128
+    test_batch_size: Annotated[int, Bounds(1, 1024)] = 128  # a batch of 1024 at 256x128: 0.4 GB of input
 
 
 @dataclass
@@ -210,6 +217,10 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+# The recipe's sections: an override of a whole section merges into it, as a recipe file's does.
+SECTIONS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name not in ("name", "description"))
+
+
 # ----------------------------------------------------------------------------- typed conversion
 
 
@@ -236,7 +247,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if isinstance(value, bool) or value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {shown(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -247,30 +258,30 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {shown(value)}")
     if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}")
         _, item = typing.get_args(tp)
         return {str(k): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {shown(value)}")
         return _build(tp, value, key)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
@@ -279,11 +290,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {shown(value)}")
         return float(value)
     if tp in (str, Path):  # paths stay strings: a recipe is YAML
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {shown(value)}")
         return value
     raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover - programming error
 
@@ -302,21 +313,63 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 # ----------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML keeps the last)."""
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` for recipes, ``--set`` values and notebook parameters: YAML 1.2 core scalars
+    (the resolvers below), no alias (``*name``), no mapping with the same key twice (YAML keeps the last).
+    """
+
+    yaml_implicit_resolvers: dict = {}  # filled below: no YAML 1.1 octal, sexagesimal, yes/no, dates
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{shown(event.anchor, 40)[1:-1]}) are not "
+                "accepted; write the value out"
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
-                raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+                raise ConfigError(f"duplicate key {shown(key, 60)} (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        base = {"0o": 8, "0x": 16}.get(text[:2].lower(), 10)
+        try:
+            return int(text[2:] if base != 10 else text, base)
+        except ValueError:
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}: {shown(text, 60)} is not an integer"
+            ) from None
 
-def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+_YAML_1_2_CORE = (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+)
+for _tag, _pattern, _first in _YAML_1_2_CORE:
+    _RecipeLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first)
+    )
+_RecipeLoader.add_constructor("tag:yaml.org,2002:int", _RecipeLoader.construct_yaml_int)
+
+
+def yaml_load(text: str) -> Any:
+    """``text`` read as YAML the recipes' way (:class:`_RecipeLoader`); ConfigError on an alias or a
+    duplicate key, yaml.YAMLError on a syntax error."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -350,7 +403,7 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: recipe inheritance loops through {' -> '.join(map(str, seen))}")
     try:
-        raw = _yaml_load(path.read_text()) or {}
+        raw = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
     except ConfigError as err:
@@ -362,22 +415,32 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return raw
     bases = base if isinstance(base, list) else [base]
     if not bases or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: base: expected a recipe name or a list of them, got {base!r}")
+        raise ConfigError(f"{path}: base: expected a recipe name or a list of them, got {shown(base)}")
     merged: dict[str, Any] = {}
     for name in bases:  # in order: each one's keys override the ones before
-        merged = _merge(merged, _read_raw(resolve_recipe_path(name), (*seen, path)))
+        merged = _merge(merged, _read_raw(_base_path(name, path), (*seen, path)))
     return _merge(merged, raw)
+
+
+def _base_path(name: str, child: Path) -> Path:
+    """A ``base:`` entry of ``child``: a shipped recipe name, or a YAML path read from ``child``'s folder."""
+    if Path(name).suffix not in (".yaml", ".yml"):
+        return resolve_recipe_path(name)
+    path = child.parent / Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found (base of {child})")
+    return path
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. optim.epochs=5")
+        raise ConfigError(f"override {shown(text)}: expected key=value, e.g. optim.epochs=5")
     key, raw = text.split("=", 1)
     try:
-        value = _yaml_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
     except (yaml.YAMLError, ConfigError) as err:
-        raise ConfigError(f"override {text!r}: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"override {shown(text)}: {' '.join(str(err).split())}") from None
     return key.strip().split("."), value
 
 
@@ -386,11 +449,13 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
 
     ``overrides`` are ``"key=value"`` strings (the command line's ``--set``; values read as YAML) or a
     mapping ``{"optim.epochs": 5}`` (notebook parameters, ablation rows; values used as they are, in
-    order, checked the same way).
+    order, checked the same way). A whole section (``optim={epochs: 5}``) merges into the recipe's;
+    any other mapping value (``model.options``) replaces the recipe's.
     """
     path = resolve_recipe_path(name_or_path)
     raw = _read_raw(path)
     raw.setdefault("name", path.stem)
+    original = copy.deepcopy(raw)
     if isinstance(overrides, Mapping):
         items = [(str(k).split("."), copy.deepcopy(v), f"{k}={v!r}") for k, v in overrides.items()]
     else:
@@ -400,9 +465,27 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] | Mapping[str
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: '{k}' is not a section")
-        node[keys[-1]] = value
-    return recipe_from_dict(raw)
+                raise ConfigError(f"override {shown(text)}: '{k}' is not a section")
+        section = len(keys) == 1 and keys[0] in SECTIONS and isinstance(node.get(keys[0]), dict)
+        node[keys[-1]] = _merge(node[keys[0]], value) if section and isinstance(value, dict) else value
+    recipe = recipe_from_dict(raw)
+    if items:
+        recipe.description = _described(recipe, original)
+    return recipe
+
+
+def _described(recipe: Recipe, original: dict[str, Any]) -> str:
+    """The recipe's description and, when overrides changed what it trains, which keys they set."""
+    try:
+        changes = trained_changes(recipe_from_dict(original).to_dict(), recipe.to_dict())
+    except ConfigError:  # the file alone is not a whole recipe: its description says nothing more
+        return recipe.description
+    if not changes:
+        return recipe.description
+    listed = ", ".join(
+        f"{k}={new!r}" if isinstance(new, str) else f"{k}={new}" for k, (_, new) in changes.items()
+    )
+    return f"{recipe.description} (changed: {shown(listed)[1:-1]})"
 
 
 def recipe_from_dict(values: dict[str, Any]) -> Recipe:
@@ -432,11 +515,20 @@ def validate(recipe: Recipe) -> None:
     """Checks across fields that a field's type and range alone cannot express."""
     o, d = recipe.optim, recipe.data
     if sorted(o.milestones) != o.milestones:
-        raise ConfigError(f"optim.milestones: expected increasing epochs, got {o.milestones}")
+        raise ConfigError(f"optim.milestones: expected increasing epochs, got {shown(o.milestones)}")
+    if o.warmup_epochs > o.epochs:
+        raise ConfigError(
+            f"optim.warmup_epochs: {o.warmup_epochs} warm-up epochs do not fit a run of optim.epochs="
+            f"{o.epochs} (its lr would never reach optim.lr); set optim.warmup_epochs <= {o.epochs} and "
+            f"optim.milestones within the run too, e.g. --set optim.warmup_epochs={max(1, o.epochs // 10)} "
+            f"--set 'optim.milestones=[{max(1, o.epochs * 2 // 3)}]'"
+        )
     if d.num_instances < 2 and any(term.kind == "triplet" for term in recipe.loss.terms):
         raise ConfigError("data.num_instances must be >= 2 with a triplet loss (anchors need a positive)")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", recipe.train.device):
-        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {recipe.train.device!r}")
+        raise ConfigError(
+            f"train.device: expected auto, cpu, cuda or cuda:N, got {shown(recipe.train.device)}"
+        )
     outside = [e for e in recipe.train.snapshot_epochs if not 1 <= e <= o.epochs]
     if outside:
         raise ConfigError(f"train.snapshot_epochs: {outside} outside the run's epochs 1..{o.epochs}")

@@ -246,7 +246,7 @@ def test_user_recipe_file_inherits_a_shipped_one(tmp_path):
 
 def test_base_may_be_a_list_applied_in_order(tmp_path):
     budget = tmp_path / "budget.yaml"
-    budget.write_text("optim:\n  epochs: 7\n  lr: 1.0e-3\n")
+    budget.write_text("optim:\n  epochs: 7\n  warmup_epochs: 1\n  lr: 1.0e-3\n")
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"base: [sen_market1501, {budget}]\noptim:\n  lr: 2.0e-3\n")
     r = load_recipe(mine)

@@ -121,6 +121,7 @@ def test_a_relative_data_root_is_read_from_the_callers_folder(fake_notebooks, tm
     # the kernel runs in notebooks/, so "data/x" given on the command line must not be read from there
     _write_notebook(fake_notebooks, "01_first", "pass", 'data_root: ""\n')
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "datasets" / "market1501").mkdir(parents=True)  # a data_root must exist
     (job,) = plan("demo", overrides=["data_root=datasets/market1501"])
     assert job.parameters["data_root"] == str(tmp_path / "datasets" / "market1501")
     (job,) = plan("demo")

@@ -91,7 +91,7 @@ def test_incomplete_or_broken_folders_are_named_in_the_error(tmp_path):
         RunReadError, match=r"bot: incomplete run folder, metrics.json is missing \(3 of 20 epochs"
     ):
         read_run(running)
-    assert runs.run_status(running) == "running: epoch 3/20"
+    assert runs.run_status(running) == "stopped: epoch 3/20"  # no process holds its lock
     broken = _write(tmp_path / "sen", "sen_market1501_cpu", None)
     (broken / "metrics.json").write_text("{not json")
     with pytest.raises(RunReadError, match=r"sen/metrics.json: not valid JSON"):
@@ -136,7 +136,7 @@ def test_unfinished_runs_are_skipped_included_or_refused(tmp_path):
     _write(tmp_path / "a" / "sen", "sen_market1501_cpu", None, epochs_logged=5)
     assert list(runs_table(tmp_path)["run"]) == ["bot"]
     df = runs_table(tmp_path, unfinished="include")
-    assert list(df["status"]) == ["finished", "running: epoch 5/20"]
+    assert list(df["status"]) == ["finished", "stopped: epoch 5/20"]
     assert df.iloc[1]["epochs"] == 5 and df.iloc[1]["train_time_s"] == 50.0 and math.isnan(df.iloc[1]["mAP"])
     with pytest.raises(RunReadError, match="sen: incomplete"):
         runs_table(tmp_path, unfinished="raise")

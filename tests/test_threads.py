@@ -58,10 +58,12 @@ def test_threads_follow_the_affinity_mask_not_the_machine():
         "import torch; from reidlib.utils.threads import set_torch_threads\n"
         "print(set_torch_threads(0), torch.get_num_threads())\n"
     )
-    assert _run(code, dict(os.environ)) == "1 1"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # exported, it would win
+    assert _run(code, env) == "1 1"
 
 
-def test_explicit_thread_count_wins_and_is_restored():
+def test_explicit_thread_count_wins_and_is_restored(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # exported, it would set the count for 0
     before = torch.get_num_threads()
     try:
         assert set_torch_threads(1) == 1 and torch.get_num_threads() == 1

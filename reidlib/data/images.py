@@ -43,10 +43,32 @@ def read_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return _rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         # OSError covers missing files, UnidentifiedImageError and "image file is truncated".
         raise DatasetError(f"cannot read image {path}: {e}") from e
+
+
+_WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as one of these
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB. PIL's ``convert`` clips a 16-bit image at 255 (all white): its values are
+    scaled by 255 / 65535 instead; a floating-point image is refused (its range is unknown)."""
+    if img.mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(img, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        raise ValueError("a floating-point image (mode F): save it as 8-bit RGB")
+    return img.convert("RGB")
+
+
+def _one_colour(img: Image.Image) -> str | None:
+    """The colour of an image whose every pixel has it (what a wrongly decoded file shows); else None."""
+    extrema = _rgb(img).getextrema()
+    if all(low == high for low, high in extrema):
+        return str(tuple(low for low, _ in extrema))
+    return None
 
 
 JPEG_END = b"\xff\xd9"  # the EOI marker: a JPEG cut short has lost it
@@ -59,27 +81,38 @@ def load_test_batch(records: Sequence[ImageRecord], height: int, width: int) -> 
 
 
 def _header_problem(path: str) -> str | None:
-    """Why ``path`` is not a readable image, from its header and its end alone; None if it looks whole.
+    """Why ``path`` is not a usable image; None if it is whole and shows more than one colour.
 
     PIL identifies the file and its size from the header; a JPEG must end with its EOI marker (a file
-    cut short has lost it), other formats get PIL's ``verify``. When a JPEG lacks the marker (some
-    encoders pad after it), the file is decoded once to decide.
+    cut short has lost it; when it lacks it, some encoders pad after it, it is decoded once to decide)
+    and is decoded at 1/8 scale (``draft``: a fraction of a full decode), other formats get PIL's
+    ``verify`` and are decoded. An image of one colour is refused: a 16-bit or float file read wrong, a
+    blank crop.
     """
     try:
         with Image.open(path) as img:
             if img.format != "JPEG":
                 img.verify()
-                return None
-        with open(path, "rb") as f:
-            f.seek(max(0, Path(path).stat().st_size - 64))
-            if JPEG_END in f.read():
-                return None
-        read_image(path)
-        return None
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+                _check_jpeg_end(path)
+            img.load()
+            colour = _one_colour(img)
+        return None if colour is None else f"decodes to one colour {colour} everywhere"
     except DatasetError as e:
         return str(e.__cause__ or e)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         return str(e) or type(e).__name__
+
+
+def _check_jpeg_end(path: str) -> None:
+    """A JPEG without its EOI marker near the end is read in full once, so that a cut one fails."""
+    with open(path, "rb") as f:
+        f.seek(max(0, Path(path).stat().st_size - 64))
+        if JPEG_END in f.read():
+            return
+    read_image(path)
 
 
 def check_image_files(records: Sequence[ImageRecord], split: str) -> None:

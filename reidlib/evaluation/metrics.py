@@ -469,6 +469,13 @@ def _as_features(x, name: str) -> torch.Tensor:
         x = x.float()
     elif x.dtype not in (torch.float32, torch.float64):
         x = x.float()
+    bad = ~torch.isfinite(x).all(dim=1)  # an inf would be ranked (Euclidean) or turn into NaN (cosine)
+    if bool(bad.any()):
+        count = int(bad.sum())
+        raise ValueError(
+            f"{name}: row {int(bad.nonzero()[0, 0])} of {x.shape[0]} is not finite ({count} row"
+            f"{'s' if count != 1 else ''} with inf or NaN); features must be finite (a diverged network?)"
+        )
     return x
 
 
@@ -700,3 +707,51 @@ def ranked_head(distances: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
     threshold = np.partition(distances[keep], need - 1)[need - 1]
     candidates = keep[distances[keep] <= threshold]
     return candidates[np.lexsort((candidates, distances[candidates]))][:need]
+
+
+# --------------------------------------------------------------------------------------------------
+# chance: what a network that learned nothing scores
+# --------------------------------------------------------------------------------------------------
+
+
+def chance_rank1(q_pids, g_pids, q_camids, g_camids) -> dict[str, float]:
+    """Rank-1 (%) of a random ranking under the standard protocol, and the bar a trained network must
+    clear to be above it.
+
+    For a query, a random order of its gallery (junk removed: same pid and camera) puts a match first
+    with probability ``p = matches / candidates``; chance rank-1 is the mean p over the queries with a
+    match. ``above`` is chance plus three standard deviations of a random ranking's rank-1 over those
+    queries (independent draws: the variance is the sum of p(1 - p), over the number of queries squared),
+    so a rank-1 above it is not luck.
+    """
+    q_pids, g_pids, q_camids, g_camids = (
+        np.asarray(a, dtype=np.int64) for a in (q_pids, g_pids, q_camids, g_camids)
+    )
+    pid_count = dict(zip(*np.unique(g_pids, return_counts=True), strict=True))
+    pairs = np.stack([g_pids, g_camids], axis=1)
+    keys, counts = np.unique(pairs, axis=0, return_counts=True) if len(pairs) else (np.empty((0, 2)), [])
+    pair_count = {(int(k[0]), int(k[1])): int(c) for k, c in zip(keys, counts, strict=True)}
+    same = np.array([pair_count.get((int(p), int(c)), 0) for p, c in zip(q_pids, q_camids, strict=True)])
+    matches = np.array([pid_count.get(int(p), 0) for p in q_pids]) - same
+    candidates = len(g_pids) - same
+    valid = (matches > 0) & (candidates > 0)
+    if not valid.any():
+        raise ValueError("no query has a match in the gallery: chance rank-1 is undefined")
+    p = matches[valid] / candidates[valid]
+    n = int(valid.sum())
+    chance = float(p.mean())
+    spread = float(np.sqrt((p * (1 - p)).sum()) / n)
+    return {"rank1": 100 * chance, "above": 100 * min(1.0, chance + 3 * spread), "queries": n}
+
+
+def learning_verdict(rank1: float, chance: dict[str, float]) -> str:
+    """One line: the run's rank-1 (%) against :func:`chance_rank1`'s, and whether it learned."""
+    verdict = (
+        "above chance: it learns"
+        if rank1 > chance["above"]
+        else "not above chance: it learned nothing measurable (check the labels, optim.lr, optim.epochs)"
+    )
+    return (
+        f"rank-1 {rank1:.2f} % vs {chance['rank1']:.2f} % for a random ranking of this split (above chance: "
+        f"> {chance['above']:.2f} % over {chance['queries']} queries): {verdict}"
+    )

@@ -30,6 +30,7 @@ from reidlib.training.runfolder import (
     read_params,
 )
 from reidlib.training.runfolder import METRICS as METRICS_FILE
+from reidlib.utils.fileio import FolderLock
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 VARIANTS = tuple(v.value for v in Variant)
@@ -98,8 +99,9 @@ def read_run(folder: str | Path) -> dict[str, Any]:
 
 
 def run_status(folder: str | Path) -> str:
-    """``"finished"``, ``"running: epoch e/E"`` (params.json but no metrics.json yet) or
-    ``"not a run folder"``."""
+    """``"finished"``; for params.json without metrics.json, ``"running: epoch e/E (process PID)"``
+    while a live process holds the folder's lock, else ``"stopped: epoch e/E"`` (``--resume`` goes on);
+    or ``"not a run folder"``."""
     folder = Path(folder)
     if not is_run(folder):
         return "not a run folder"
@@ -108,7 +110,9 @@ def run_status(folder: str | Path) -> str:
     params = read_params(folder)
     log = read_log(folder / LOG)
     done = max((r["epoch"] for r in log), default=0)
-    return f"running: epoch {done}/{params['recipe']['optim'].get('epochs', '?')}"
+    where = f"epoch {done}/{params['recipe']['optim'].get('epochs', '?')}"
+    holder = FolderLock(folder).holder()
+    return f"stopped: {where}" if holder is None else f"running: {where} (process {holder or '?'})"
 
 
 # ----------------------------------------------------------------------------- budget and provenance
@@ -218,7 +222,8 @@ def runs_table(source: str | Path | Iterable[str | Path], *, unfinished: str = "
     start date and training wall time.
 
     ``unfinished``: what to do with a folder that has params.json but no metrics.json yet: ``"skip"``
-    it, ``"include"`` it (status "running: epoch e/E", metrics NaN), or ``"raise"``.
+    it, ``"include"`` it (status "stopped: epoch e/E" or "running: ...", :func:`run_status`; metrics NaN),
+    or ``"raise"``.
     """
     if unfinished not in ("skip", "include", "raise"):
         raise ValueError(f"unfinished: expected skip, include or raise, got {unfinished!r}")

@@ -4,7 +4,11 @@
 parameters in ``notebooks/params/<notebook>/<params>.yaml`` (the committed demo and GPU settings),
 each writing its figures, tables and metrics under ``results/<run_id>/<notebook>/`` and its executed
 copy as ``results/<run_id>/<notebook>.ipynb``. Parameter files and ``--set`` values are checked
-against each notebook's cell tagged ``parameters`` before anything runs.
+against each notebook's cell tagged ``parameters`` before any kernel starts: their names, their types
+(the cell's annotations, ``r1: float = 0.1``), that ``data_root`` and ``checkpoint`` exist (the
+checkpoint of a later notebook at its turn: an earlier notebook of the run may write it), and none
+that the runner sets itself (``output_dir``: ``--out`` chooses the run folder). What the cells print
+comes to the terminal as it is printed (a training's epoch lines included).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 import nbformat
 import yaml
 
+from reidlib.config import ConfigError, yaml_load
 from reidlib.notebooks.kernel import LOG_LEVEL_VAR
 from reidlib.training.provenance import git_state
+from reidlib.utils.errors import shown
 from reidlib.utils.fileio import atomic_write_json
 from reidlib.utils.paths import repo_root, results_root
 from reidlib.utils.threads import apply_wait_policy
@@ -51,27 +57,78 @@ def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
     return list(dict.fromkeys(p for o in only for p in matches[o]))
 
 
-def declared_parameters(path: Path) -> dict[str, Any]:
-    """Names and default values of the cell tagged ``parameters`` (literals only, by convention)."""
+def _parameter_nodes(path: Path) -> list[tuple[str, ast.expr, ast.expr | None]]:
+    """(name, value, annotation or None) of each assignment in the cell tagged ``parameters``."""
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise NotebookRunError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    params = {}
+    nodes = []
     for node in ast.parse(cells[0].source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
+            target, annotation = node.targets[0], None
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target = node.target  # `r1: float = 0.1`: papermill --help-notebook shows the type
+            target, annotation = node.target, node.annotation  # `r1: float = 0.1`: papermill shows it
         else:
             continue
-        if not isinstance(target, ast.Name):
-            continue
+        if isinstance(target, ast.Name):
+            nodes.append((target.id, node.value, annotation))
+    return nodes
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (literals only, by convention)."""
+    params = {}
+    for name, value, _ in _parameter_nodes(path):
         try:
-            params[target.id] = ast.literal_eval(node.value)
+            params[name] = ast.literal_eval(value)
         except ValueError as err:
-            raise NotebookRunError(f"{path}: parameter {target.id} is not a literal ({err})") from err
+            raise NotebookRunError(f"{path}: parameter {name} is not a literal ({err})") from err
     return params
+
+
+def declared_types(path: Path) -> dict[str, str]:
+    """The annotation of each annotated parameter, as written (``"float"``, ``"list[str]"``)."""
+    return {name: ast.unparse(annotation) for name, _, annotation in _parameter_nodes(path) if annotation}
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),  # papermill passes 1 for 1.0; the notebook computes the same
+    "bool": bool,
+    "dict": dict,
+    "list": list,
+}
+
+
+def fits(value: Any, annotation: str) -> bool:
+    """Whether ``value`` has the type ``annotation`` names (str, int, float, bool, dict, list, list[T],
+    dict[K, V], T | None); an annotation of another form is not checked (True)."""
+    return _fits(value, ast.parse(annotation, mode="eval").body) is not False
+
+
+def _fits(value: Any, node: ast.expr) -> bool | None:
+    """True or False, or None when ``node`` is an annotation this check does not know."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return value is None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        sides = (_fits(value, node.left), _fits(value, node.right))
+        return True if True in sides else None if None in sides else False
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        if node.value.id == "dict":
+            return isinstance(value, dict)
+        if node.value.id != "list":
+            return None
+        if not isinstance(value, list):
+            return False
+        items = [_fits(v, node.slice) for v in value]
+        return False if False in items else None if None in items else True
+    if not isinstance(node, ast.Name) or node.id not in _TYPES:
+        return None
+    if isinstance(value, bool) and node.id in ("int", "float"):
+        return False
+    return isinstance(value, _TYPES[node.id])
 
 
 def _show(path: Path) -> str:
@@ -88,6 +145,9 @@ def params_file(notebook: Path, params: str) -> Path:
 
 def available_params(notebook: Path) -> list[str]:
     return sorted(p.stem for p in (notebooks_dir() / "params" / notebook.stem).glob("*.yaml"))
+
+
+RUNNER_SETS = ("output_dir",)  # the runner's own: <run folder>/<notebook>
 
 
 def is_path_parameter(name: str) -> bool:
@@ -114,13 +174,9 @@ class NotebookJob:
 
 
 def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -> list[NotebookJob]:
-    """Resolve and check every notebook's parameters; raises before any notebook runs."""
-    parsed = []
-    for text in overrides:
-        if "=" not in text:
-            raise NotebookRunError(f"--set {text!r}: expected name=value")
-        name, value = text.split("=", 1)
-        parsed.append((name.strip(), yaml.safe_load(value)))
+    """Resolve and check every notebook's parameters (names, types, data_root's folder); raises before
+    any notebook runs."""
+    parsed = [_parse_set(text) for text in overrides]
     jobs, used = [], set()
     for nb in notebook_paths(only):
         path = params_file(nb, params)
@@ -128,13 +184,12 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
             raise NotebookRunError(
                 f"{nb.stem}: no parameter file {_show(path)}; available: {available_params(nb) or 'none'}"
             )
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise NotebookRunError(f"{path}: expected a mapping of parameter names to values")
+        values = _read_params_file(path)
         declared = declared_parameters(nb)
+        source = dict.fromkeys(values, _show(path))
         for name, value in parsed:
             if name in declared:
-                values[name] = value
+                values[name], source[name] = value, f"--set {name}"
                 used.add(name)
         values = {name: absolute_paths(name, value) for name, value in values.items()}
         unknown = sorted(set(values) - set(declared))
@@ -142,11 +197,65 @@ def plan(params: str, only: Sequence[str] = (), overrides: Sequence[str] = ()) -
             raise NotebookRunError(
                 f"{_show(path)}: unknown parameter(s) {unknown} for {nb.stem}; it declares {sorted(declared)}"
             )
+        _check_values(nb, values, source)
         jobs.append(NotebookJob(nb, values))
     unused = sorted({n for n, _ in parsed} - used)
     if unused:
         raise NotebookRunError(f"--set {unused}: no selected notebook declares such a parameter")
     return jobs
+
+
+def _parse_set(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise NotebookRunError(f"--set {shown(text)}: expected name=value")
+    name, value = (part.strip() for part in text.split("=", 1))
+    if name in RUNNER_SETS:
+        raise NotebookRunError(
+            f"--set {name}: the runner sets {name} itself (<run folder>/<notebook>); choose the run folder "
+            "with --out instead"
+        )
+    try:
+        return name, yaml_load(value)
+    except (yaml.YAMLError, ConfigError) as err:
+        raise NotebookRunError(f"--set {shown(text)}: {' '.join(str(err).split())}") from None
+
+
+def _read_params_file(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml_load(path.read_text()) or {}
+    except (yaml.YAMLError, ConfigError) as err:
+        raise NotebookRunError(f"{_show(path)}: {' '.join(str(err).split())}") from None
+    if not isinstance(values, dict):
+        raise NotebookRunError(f"{path}: expected a mapping of parameter names to values")
+    ignored = sorted(set(values) & set(RUNNER_SETS))
+    if ignored:
+        raise NotebookRunError(f"{_show(path)}: {ignored} are set by the runner (choose --out instead)")
+    return values
+
+
+def _check_values(nb: Path, values: dict[str, Any], source: dict[str, str]) -> None:
+    """Each value against its annotation; a non-empty data_root must be a folder that exists."""
+    for name, annotation in declared_types(nb).items():
+        if name in values and not fits(values[name], annotation):
+            raise NotebookRunError(
+                f"{nb.stem}: parameter {name}: expected {annotation}, got {shown(values[name], 80)} "
+                f"(from {source.get(name, 'the parameter file')})"
+            )
+    root = values.get("data_root")
+    if isinstance(root, str) and root and not Path(root).is_dir():
+        raise NotebookRunError(
+            f"{nb.stem}: parameter data_root: {root} is not a folder (from {source['data_root']})"
+        )
+
+
+def missing_inputs(job: NotebookJob) -> str | None:
+    """What ``job`` would read and cannot: a ``checkpoint`` that does not exist. The first notebook of a
+    run is checked before anything runs; a later one at its turn (an earlier notebook of the run, e.g.
+    03 before 02 in ``make demo``, may write it)."""
+    ckpt = job.parameters.get("checkpoint")
+    if not isinstance(ckpt, str) or not ckpt or Path(ckpt).is_file():
+        return None
+    return f"{job.notebook.stem}: parameter checkpoint: {ckpt} does not exist (no such file)"
 
 
 def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) -> list[str]:
@@ -188,13 +297,16 @@ def run(
     only: Sequence[str] = (),
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
+    started: dict[str, Any] | None = None,
 ) -> Path:
     """Execute the notebooks; returns the run folder. Raises on the first notebook that fails, or whose
-    figures are not displayed in it (``figure_problems``)."""
-    import papermill
-
+    figures are not displayed in it (``figure_problems``). ``started`` receives this run's ``record``
+    (what run.json holds) once its first notebook starts: the summary to print, whatever happens."""
     jobs = plan(params, only, overrides)
     run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
+    missing = missing_inputs(jobs[0]) if jobs else None  # the later ones: at their turn
+    if missing:
+        raise NotebookRunError(missing)
     run_dir.mkdir(parents=True, exist_ok=True)
     apply_wait_policy()  # inherited by every kernel (reidlib.utils.threads)
     os.environ.setdefault(LOG_LEVEL_VAR, "CRITICAL")  # errors come back in the cells' outputs
@@ -202,6 +314,8 @@ def run(
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     kernel = kernel_name()
     record: dict[str, Any] = {"params": params, "overrides": list(overrides), **git_state(), "notebooks": []}
+    if started is not None:
+        started["record"] = record
     print(
         f"running {len(jobs)} notebook(s), parameters '{params}', kernel {kernel}, into {_show(run_dir)}",
         flush=True,
@@ -216,23 +330,13 @@ def run(
         entry = {"notebook": stem, "parameters": parameters, "status": "failed"}
         record["notebooks"].append(entry)
         try:
-            papermill.execute_notebook(
-                str(job.notebook),
-                str(run_dir / f"{stem}.ipynb"),
-                parameters=parameters,
-                cwd=str(notebooks_dir()),
-                progress_bar={
-                    "desc": f"  {stem}",
-                    "unit": "cell",
-                    "leave": False,
-                    "file": sys.stdout,
-                    "disable": None,
-                },  # a bar on a terminal only; a log gets the lines
-                stdout_file=_CellPrints(),
-                kernel_name=kernel,
+            missing = missing_inputs(job)  # what an earlier notebook of the run should have written
+            if missing:
+                raise NotebookRunError(missing)
+            _execute(job, parameters, run_dir, kernel)
+            problems = figure_problems(
+                notebook_outputs(run_dir / f"{stem}.ipynb"), (run_dir / stem).rglob("*.png")
             )
-            executed = notebook_outputs(run_dir / f"{stem}.ipynb")
-            problems = figure_problems(executed, (run_dir / stem).rglob("*.png"))
             if problems:
                 entry["status"] = "figures not shown"
                 raise NotebookRunError(f"{stem}: " + "; ".join(problems))
@@ -245,6 +349,30 @@ def run(
             atomic_write_json(run_dir / "run.json", record)
             print(f"    {stem}: {entry['status']} in {entry['seconds']:.0f} s", flush=True)
     return run_dir
+
+
+def _execute(job: NotebookJob, parameters: dict[str, Any], run_dir: Path, kernel: str) -> None:
+    """papermill on ``job`` into ``run_dir/<stem>.ipynb``, its output folder made first; what its cells
+    print is written to the terminal as it arrives (:class:`_CellPrints`)."""
+    import papermill
+
+    stem = job.notebook.stem
+    (run_dir / stem).mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(job.notebook),
+        str(run_dir / f"{stem}.ipynb"),
+        parameters=parameters,
+        cwd=str(notebooks_dir()),
+        progress_bar={
+            "desc": f"  {stem}",
+            "unit": "cell",
+            "leave": False,
+            "file": sys.stdout,
+            "disable": None,
+        },  # a bar on a terminal only; a log gets the lines
+        stdout_file=_CellPrints(),
+        kernel_name=kernel,
+    )
 
 
 class _CellPrints:
@@ -276,43 +404,35 @@ def summary_table(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _print_summary(run_dir: Path) -> None:
-    path = run_dir / "run.json"
-    if path.is_file():
-        print(summary_table(json.loads(path.read_text())))
-    print(f"results: {_show(run_dir)}")
+def _print_summary(record: Mapping[str, Any] | None, run_dir: Path | None) -> None:
+    """This run's summary table (none when no notebook started: never an older run's) and its folder."""
+    if record and record["notebooks"]:
+        print(summary_table(record))
+    if run_dir is not None and record:
+        print(f"results: {_show(run_dir)}")
 
 
 def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | None) -> int:
-    start = time.perf_counter()
+    start, started = time.perf_counter(), {}
     run_dir = Path(out) if out else None
     try:
-        run_dir = run(params, only=only, overrides=overrides, out=out)
+        run_dir = run(params, only=only, overrides=overrides, out=out, started=started)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
             "the results folder below",
             file=sys.stderr,
         )
-        _print_latest(params, run_dir)
+        _print_summary(started.get("record"), run_dir)
         return 130
     except NotebookRunError as err:  # bad input: a parameter, a notebook name, a figure problem
         print(f"error: {err}", file=sys.stderr)
-        _print_latest(params, run_dir)
+        _print_summary(started.get("record"), run_dir)
         return 2
     except Exception as err:  # papermill's execution error carries the failing cell
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        _print_latest(params, run_dir)
+        _print_summary(started.get("record"), run_dir)
         return 1
-    _print_summary(run_dir)
+    _print_summary(started.get("record"), run_dir)
     print(json.dumps({"run_dir": str(run_dir)}))
     return 0
-
-
-def _print_latest(params: str, run_dir: Path | None) -> None:
-    """The summary of the run that stopped: ``run_dir``, else the newest ``<params>-*`` folder."""
-    if run_dir is None:
-        folders = sorted(results_root().glob(f"{params}-*"), key=lambda p: p.stat().st_mtime)
-        run_dir = folders[-1] if folders else None
-    if run_dir is not None and (run_dir / "run.json").is_file():
-        _print_summary(run_dir)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm  # plain text bars: work in terminals, logs and notebooks alike
 
-from reidlib.config import Recipe
+from reidlib.config import ConfigError, Recipe
 from reidlib.data.datasets import ReidDataset, load_dataset
 from reidlib.data.device_augment import build_device_train_loader
 from reidlib.data.images import build_train_loader, check_dataset_images
@@ -64,16 +64,22 @@ from reidlib.training.runfolder import (
     is_run,
     open_run,
 )
-from reidlib.training.schedule import lr_at
+from reidlib.training.schedule import describe, lr_at
 from reidlib.utils.distributed import DistContext, barrier, init_distributed, shutdown
-from reidlib.utils.errors import one_line
+from reidlib.utils.errors import one_line, shown
 from reidlib.utils.paths import results_root
 from reidlib.utils.runtime import Runtime
 from reidlib.utils.threads import set_torch_threads
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+    """The loss became NaN or infinite, or grew :data:`DIVERGED_FACTOR` times over its first value; the
+    last good checkpoint is left untouched."""
+
+
+# A training loss this many times its first value (the untrained network's) has diverged: a sane run's
+# loss falls, and the loss weights' ramp (loss.ramp_epochs) adds a few times at most.
+DIVERGED_FACTOR = 1000.0
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -182,7 +188,15 @@ class TrainStep(nn.Module):
 
 
 def default_out_dir(recipe: Recipe) -> Path:
-    return results_root() / "runs" / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``<results>/runs/<name>-<time>``; ConfigError when the name would place it anywhere else."""
+    runs = results_root() / "runs"
+    out = runs / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(recipe.name).is_absolute() or not out.resolve().is_relative_to(runs.resolve()):
+        raise ConfigError(
+            f"name: {shown(recipe.name, 80)} would put the run folder outside {runs}; give the run a plain "
+            "name (letters, digits, - _ .), or its folder with --out"
+        )
+    return out
 
 
 def _params(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistContext) -> Params:
@@ -230,6 +244,7 @@ class Training:
     state: TrainState
     loader: torch.utils.data.DataLoader
     step: nn.Module  # TrainStep, wrapped in DDP and/or torch.compile as asked
+    first_loss: float | None = None  # the run's first loss (a resume: its first epoch's), see _check_loss
 
 
 def build_training(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistContext) -> Training:
@@ -302,15 +317,24 @@ def _train(
     overwrite: bool,
     ctx: DistContext,
 ) -> dict[str, Any]:
-    o, e = recipe.optim, recipe.eval
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe)
     opened = open_run(out, recipe.to_dict(), resume=resume, overwrite=overwrite, is_main=ctx.is_main)
-    if opened.finished is not None:
-        return opened.finished  # finished: nothing to train, read it back
-    run = opened.folder
+    try:  # the folder is this process's until it returns (reidlib.utils.fileio.FolderLock)
+        if opened.finished is not None:
+            return opened.finished  # finished: nothing to train, read it back
+        return _train_opened(recipe, opened, data_root=data_root, ctx=ctx)
+    finally:
+        opened.close()
+
+
+def _train_opened(
+    recipe: Recipe, opened: Opened, *, data_root: str | Path | None, ctx: DistContext
+) -> dict[str, Any]:
+    o, e = recipe.optim, recipe.eval
+    run, resume = opened.folder, opened.resume
     runtime = resolve_runtime(recipe, ctx)
     if ctx.is_main:
-        tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}")
+        tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}: {describe(o)}")
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     dataset = prepare_dataset(recipe, data_root)
@@ -323,6 +347,7 @@ def _train(
         run.saved_epoch = restore(run.checkpoint, tr.state, recipe, dataset.num_train_pids)
         start_epoch = run.saved_epoch + 1
         run.restore_log(run.saved_epoch)
+        tr.first_loss = run.log_rows[0].losses.get("total") if run.log_rows else None
     params = _record_start(opened, _params(recipe, dataset, runtime, ctx), start_epoch)
     if ctx.is_main:
         run.write_params(params)
@@ -345,6 +370,8 @@ def _train(
                 run.append_log(row)
                 _save(run, tr, epoch)
             barrier(ctx)
+        if start_epoch > o.epochs:  # last.pt holds the last epoch but metrics.json was never written
+            metrics = _evaluate(tr, final=True)
         if not ctx.is_main or not metrics:
             return {}
         final = run.write_metrics(
@@ -470,13 +497,15 @@ def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
         if it == 0 and t.log_branch_grads:  # one backward per branch on the first batch (branch_grads)
             grad_log = log_branch_grads(tr.step, s.criterion, images, pids, tr.runtime)
         total, terms = tr.step(images, pids)
+        if tr.first_loss is None:  # the untrained network's loss: what divergence is measured against
+            tr.first_loss = float(total.detach())
         _optimizer_step(s, total)
         for name, value in terms.items():
             sums[name] = sums[name] + value if name in sums else value.clone()
         images_seen += images.shape[0]
         if (it + 1) % 10 == 0 or it + 1 == total_iters:
             mean_total = float(sums["total"]) / (it + 1)
-            _check_finite(mean_total, epoch, it, ctx)
+            _check_loss(tr, mean_total, epoch, it, lr)
             bar.set_postfix(
                 loss=f"{mean_total:.3f}", img_s=f"{images_seen / (time.perf_counter() - start):.0f}"
             )
@@ -484,7 +513,7 @@ def _train_epoch(tr: Training, epoch: int, lr: float) -> EpochLog:
     bar.close()
     seconds = time.perf_counter() - start
     losses = {k: float(v) / max(total_iters, 1) for k, v in sums.items()}
-    _check_finite(losses.get("total", 0.0), epoch, total_iters - 1, ctx)
+    _check_loss(tr, losses.get("total", 0.0), epoch, total_iters - 1, lr)
     return EpochLog(
         epoch=epoch,
         lr=lr,
@@ -510,18 +539,26 @@ def _optimizer_step(s: TrainState, total: Tensor) -> None:
     s.scaler.update()
 
 
-def _check_finite(value: float, epoch: int, iteration: int, ctx: DistContext) -> None:
-    """Stop on a NaN/inf loss; under DDP every rank stops together (no rank left waiting in a collective)."""
+def _check_loss(tr: Training, value: float, epoch: int, iteration: int, lr: float) -> None:
+    """Stop on a NaN/inf loss, or one grown :data:`DIVERGED_FACTOR` times over the run's first; under
+    DDP every rank stops together (no rank left waiting in a collective)."""
+    first = tr.first_loss
     finite = math.isfinite(value)
-    if ctx.enabled:
-        flag = torch.tensor([1.0 if finite else 0.0], device=_collective_device())
+    grown = finite and first is not None and first > 0 and value > DIVERGED_FACTOR * first
+    if tr.ctx.enabled:
+        flag = torch.tensor([0.0 if not finite else 1.0 if grown else 2.0], device=_collective_device())
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        finite = bool(flag.item())
+        finite, grown = flag.item() > 0, flag.item() == 1
     if not finite:
-        raise TrainingDiverged(
-            f"epoch {epoch}: the training loss became non-finite by iteration {iteration + 1}; stopped "
-            "before writing a checkpoint (lower optim.lr or check the data)"
-        )
+        what = "became non-finite"
+    elif grown:
+        what = f"grew to {value:.3g}, over {DIVERGED_FACTOR:g} times its first value {first or 0:.3g},"
+    else:
+        return
+    raise TrainingDiverged(
+        f"epoch {epoch}: the training loss {what} by iteration {iteration + 1} at lr {lr:.2e}; stopped "
+        "before writing a checkpoint (lower optim.lr or check the data)"
+    )
 
 
 def _collective_device() -> torch.device:

@@ -8,24 +8,30 @@ A run folder is what :func:`reidlib.training.engine.train` writes:
 - ``last.pt``: the checkpoint (:mod:`reidlib.training.checkpoint`), ``epochNNN.pt``: weight snapshots;
 - ``metrics.json``: :class:`FinalMetrics`, written once the last epoch is evaluated: the run is finished.
 
-Policy (:func:`open_run`): a new run never lands in a folder that holds one (``params.json``,
-``metrics.json`` or ``last.pt``) unless asked to ``overwrite`` it; a resume continues from
-``last.pt`` only with the recipe it started with, up to :data:`reidlib.config.EXECUTION_KEYS`; a finished run
-asked to resume is read back, never trained again.
+Policy (:func:`open_run`): one process writes a run folder at a time (it holds ``.lock``,
+:class:`reidlib.utils.fileio.FolderLock`: a second one is refused naming the PID of the first); a new
+run never lands in a folder that holds one (``params.json``, ``metrics.json`` or ``last.pt``) unless
+asked to ``overwrite`` it; a resume continues from ``last.pt`` only with the recipe it started with, up
+to :data:`reidlib.config.EXECUTION_KEYS`; a finished run asked to resume is read back, never trained
+again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reidlib.config import Recipe, Variant, is_execution_key, recipe_changes
 from reidlib.data.datasets import ReidDataset
+from reidlib.evaluation.metrics import chance_rank1
 from reidlib.training.checkpoint import save_compact
-from reidlib.utils.fileio import atomic_write_json, atomic_write_text
+from reidlib.utils.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output_file
 
 PARAMS, LOG, METRICS, CHECKPOINT = "params.json", "log.jsonl", "metrics.json", "last.pt"
 
@@ -98,7 +104,8 @@ class EpochLog:
 
 @dataclass
 class FinalMetrics:
-    """``metrics.json``: the reported variant's numbers (%) at the top, the protocol, every variant."""
+    """``metrics.json``: the reported variant's numbers (%) at the top, the protocol (with the rank-1
+    of a random ranking, :func:`reidlib.evaluation.metrics.chance_rank1`), every variant."""
 
     summary: dict[str, Any]  # rank1/5/10, mAP, mINP, num_valid_queries, cmc
     epoch: int
@@ -125,6 +132,7 @@ class FinalMetrics:
                 "max_rank": e.max_rank,
                 "num_query": len(dataset.query),
                 "num_gallery": len(dataset.gallery),
+                "chance_rank1": _chance(dataset),
             },
             variants={k: {m: v for m, v in s.items() if m != "cmc"} for k, s in metrics.items()},
         )
@@ -137,6 +145,16 @@ class FinalMetrics:
             "protocol": self.protocol,
             "variants": self.variants,
         }
+
+
+def _chance(dataset: ReidDataset) -> dict[str, float] | None:
+    """:func:`reidlib.evaluation.metrics.chance_rank1` of the dataset's query/gallery split."""
+    q, g = dataset.query, dataset.gallery
+    pids, cams = ([r.pid for r in q], [r.pid for r in g]), ([r.camid for r in q], [r.camid for r in g])
+    try:
+        return chance_rank1(*pids, *cams)
+    except ValueError:  # no query has a match: the evaluation itself says so
+        return None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -193,6 +211,17 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
     return metrics
 
 
+def is_record(path: str | Path) -> bool:
+    """Whether ``path`` is named like one of a run folder's own files (records, checkpoints, snapshots)."""
+    name = Path(path).name
+    return name in (PARAMS, LOG, METRICS, CHECKPOINT) or re.fullmatch(r"epoch\d{3,}\.pt", name) is not None
+
+
+def holds_run(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a run, started or finished (any of its records)."""
+    return any((Path(folder) / name).is_file() for name in (PARAMS, LOG, METRICS, CHECKPOINT))
+
+
 def is_run(folder: str | Path) -> bool:
     return (Path(folder) / PARAMS).is_file()
 
@@ -221,10 +250,14 @@ def compact(run_dir: str | Path) -> int:
         )
     files = [run_dir / CHECKPOINT, *snapshots(run_dir).values()]
     before = sum(f.stat().st_size for f in files if f.is_file())
-    if (run_dir / CHECKPOINT).is_file():
-        save_compact(run_dir / CHECKPOINT)
-    for snap in snapshots(run_dir).values():
-        snap.unlink()
+    lock = lock_run_folder(run_dir)  # no process trains or evaluates into it meanwhile
+    try:
+        if (run_dir / CHECKPOINT).is_file():
+            save_compact(run_dir / CHECKPOINT)
+        for snap in snapshots(run_dir).values():
+            snap.unlink()
+    finally:
+        lock.release()
     return before - sum(f.stat().st_size for f in files if f.is_file())
 
 
@@ -283,7 +316,8 @@ class RunFolder:
         return f"no checkpoint was written yet: start again with --overwrite (folder {self.path})"
 
     def remove_stale_temporaries(self) -> list[Path]:
-        """Remove the ``.<name>.*.tmp`` files a killed atomic write left behind."""
+        """Remove the ``.<name>.*.tmp`` files a killed atomic write left behind (call it holding the
+        folder's lock: a live writer's temporaries are then never among them)."""
         stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
         for tmp in stale:
             tmp.unlink(missing_ok=True)
@@ -300,6 +334,29 @@ class RunFolder:
 # ----------------------------------------------------------------------------- when a folder may be used
 
 
+@contextlib.contextmanager
+def output_file(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """An output file of ``evaluate --out``, ``extract --out`` or ``export --onnx``, checked before any
+    work: refused if it is a folder, if it exists (unless ``overwrite``), or if it would replace one of
+    a run folder's own records (never, whatever ``overwrite`` says). While the command runs, the run
+    folder the file lands in is locked (no training writes there meanwhile, nor removes our temporary)."""
+    path, folder = Path(path), Path(path).parent
+    if holds_run(folder) and is_record(path):
+        raise RunFolderError(
+            f"{path}: would replace the run's own {path.name} in {folder}; write the output under "
+            "another name or into another folder"
+        )
+    check_output_file(path, overwrite=overwrite)
+    if not holds_run(folder):
+        yield path
+        return
+    lock = lock_run_folder(folder)
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
 @dataclass
 class Opened:
     """What :func:`open_run` decided: a fresh run, a resume (with its execution-key changes), or a
@@ -309,6 +366,12 @@ class Opened:
     resume: bool
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     finished: dict[str, Any] | None = None
+    lock: FolderLock | None = None  # held by the main rank until :meth:`close`
+
+    def close(self) -> None:
+        """Let another process use the folder (the run is done, or stopped)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def check_folder_target(path: Path) -> None:
@@ -324,22 +387,42 @@ def open_run(
     path: str | Path, recipe: dict[str, Any], *, resume: bool, overwrite: bool, is_main: bool = True
 ) -> Opened:
     """Decide how ``path`` is used for ``recipe`` (see the module docstring); on the main rank also
-    create the folder, remove stale temporaries and, with ``overwrite``, the previous run's files."""
+    create the folder and take its lock (held until :meth:`Opened.close`), remove stale temporaries
+    and, with ``overwrite``, the previous run's files."""
     folder = RunFolder(path)
     check_folder_target(folder.path)
     if resume and overwrite:
         raise RunFolderError(f"{folder.path}: --resume and --overwrite exclude each other; pick one")
-    if resume:
-        opened = _open_resume(folder, recipe)
-    else:
-        _refuse_existing(folder, overwrite)
-        opened = Opened(folder, resume=False)
-    if is_main:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.remove_stale_temporaries()
-        if overwrite:
-            folder.clear()
+    lock = _lock(folder.path) if is_main and (folder.path.is_dir() or not resume) else None
+    try:
+        if resume:
+            opened = _open_resume(folder, recipe)
+        else:
+            _refuse_existing(folder, overwrite)
+            opened = Opened(folder, resume=False)
+        if is_main:
+            folder.remove_stale_temporaries()
+            if overwrite:
+                folder.clear()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    opened.lock = lock
     return opened
+
+
+def lock_run_folder(path: str | Path) -> FolderLock:
+    """The lock of the run folder ``path``, taken (RunFolderError naming the PID that holds it)."""
+    return _lock(Path(path))
+
+
+def _lock(path: Path) -> FolderLock:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return FolderLock(path, "run folder").acquire()
+    except ValueError as err:  # FolderBusyError: another live process writes here
+        raise RunFolderError(str(err)) from None
 
 
 def _open_resume(folder: RunFolder, recipe: dict[str, Any]) -> Opened:

@@ -21,3 +21,18 @@ def lr_at(epoch: int, optim: OptimConfig) -> float:
     if epoch <= optim.warmup_epochs:
         return optim.lr * epoch / optim.warmup_epochs
     return optim.lr * optim.gamma ** sum(epoch > m for m in optim.milestones)
+
+
+def describe(optim: OptimConfig) -> str:
+    """The curve in words, as the run will really follow it: a milestone at or past the last epoch
+    never applies, and is said so (a run shortened with ``optim.epochs`` keeps the recipe's milestones)."""
+    warm = optim.warmup_epochs
+    lr = f"lr {optim.lr:.2e}" + (f" after {warm} warm-up epoch{'s' if warm != 1 else ''}" if warm else "")
+    inside = [m for m in optim.milestones if m < optim.epochs]
+    past = [m for m in optim.milestones if m >= optim.epochs]
+    steps = f"x{optim.gamma:g} after epoch{'s' if len(inside) != 1 else ''} {', '.join(map(str, inside))}"
+    decay = f"; {steps}" if inside else ""
+    if past:
+        epochs = f"epoch{'s' if len(past) != 1 else ''} {', '.join(map(str, past))}"
+        decay += f"; x{optim.gamma:g} after {epochs}: never (past the last epoch)"
+    return f"{optim.epochs} epoch{'s' if optim.epochs != 1 else ''}, {lr}{decay}"

@@ -21,3 +21,12 @@ def one_line(err: BaseException) -> str:
     elif isinstance(err, OSError) and err.strerror and err.filename:
         text = f"{err.filename}: {err.strerror}"
     return " ".join(text.split()) or type(err).__name__
+
+
+SHOWN_CHARS = 200
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (a value can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

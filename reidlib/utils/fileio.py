@@ -1,9 +1,11 @@
 """Writes that are never left half-done: write to a temporary file beside the target, flush it to disk,
-then rename it over the target (and flush the folder, so that the rename survives a power cut too)."""
+then rename it over the target (and flush the folder, so that the rename survives a power cut too).
+And one writer per folder: :class:`FolderLock`, an OS lock on a file in the folder that names its holder."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -16,11 +18,14 @@ class OutputPathError(ValueError):
     """An output path cannot be written: a folder where a file is wanted, under a file, read-only."""
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """Refuse ``path`` as an output file before any work starts: a folder, under a file, or not writable."""
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Refuse ``path`` as an output file before any work starts: a folder, under a file, or not writable;
+    with ``overwrite=False`` also a file that exists (the command's ``--overwrite`` replaces it)."""
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{path}: is a folder, expected a file name to write")
+    if not overwrite and path.exists():
+        raise OutputPathError(f"{path}: exists; pass --overwrite to replace it, or choose another file")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -79,6 +84,79 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class FolderBusyError(ValueError):
+    """Another live process holds the folder's lock (it is training, resuming or evaluating into it)."""
+
+
+class FolderLock:
+    """An exclusive lock on ``folder`` for one process: ``fcntl.flock`` on ``<folder>/.lock``, which
+    holds the owner's PID. The OS drops the lock when its process dies, however it dies, so the file
+    a killed process leaves behind is simply taken over; a live holder makes :meth:`acquire` raise
+    :class:`FolderBusyError` naming the folder and its PID. :meth:`release` removes the file.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | os.PathLike, what: str = "folder") -> None:
+        self.folder, self.what = Path(folder), what
+        self.path = self.folder / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise FolderBusyError(
+                    f"{self.folder}: in use by process {self.holder() or '?'} (it trains, resumes or "
+                    f"evaluates into this {self.what}); wait for it to end, stop it, or choose another folder"
+                ) from None
+            if self._same_file(fd):  # not a file its last holder removed while we opened it
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+            else:
+                os.close(fd)
+        return self
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still held: the next holder makes a new file
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """The PID of the live process holding the lock; None when no process holds it."""
+        if self._fd is not None:
+            return os.getpid()
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it: a file left by a process that died
+        except BlockingIOError:
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0  # held, its PID not written yet
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class TorchFileError(ValueError):

@@ -9,7 +9,8 @@ and a training run beside another one fell from 46 to 9 images/s on 2 cores. Two
   A value the user set is kept; ``REIDLIB_THREAD_POLICY=off`` leaves the environment alone (what the
   shared-CPU benchmark uses to measure the difference).
 - as many torch threads as the process may run on (``os.sched_getaffinity``, which a container or
-  ``taskset`` narrows), not the machine's core count; ``train.threads`` overrides it.
+  ``taskset`` narrows), not the machine's core count; an exported ``OMP_NUM_THREADS`` wins over that,
+  and ``train.threads`` over both.
 
 This module imports nothing heavy: it must be usable before torch is loaded.
 """
@@ -17,9 +18,10 @@ This module imports nothing heavy: it must be usable before torch is loaded.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
+THREADS_VAR = "OMP_NUM_THREADS"
 OPT_OUT_VAR = "REIDLIB_THREAD_POLICY"
 
 
@@ -31,6 +33,16 @@ def apply_wait_policy(environ: MutableMapping[str, str] = os.environ) -> str | N
     return environ.get(WAIT_POLICY_VAR)
 
 
+def exported_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+    """``OMP_NUM_THREADS`` when the user exported it (a positive integer); None when unset."""
+    text = environ.get(THREADS_VAR, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{THREADS_VAR}: expected a positive integer, got {text!r} (unset it, or export 2)")
+    return int(text)
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask), at least 1."""
     try:
@@ -40,12 +52,13 @@ def usable_cores() -> int:
 
 
 def set_torch_threads(threads: int = 0) -> int:
-    """Use ``threads`` torch intra-op threads (0: :func:`usable_cores`); returns the number set."""
+    """Use ``threads`` torch intra-op threads (0: an exported ``OMP_NUM_THREADS``, else
+    :func:`usable_cores`); returns the number set."""
     import torch
 
     if threads < 0:
         raise ValueError(f"train.threads: expected 0 (all usable cores) or a positive count, got {threads}")
-    count = threads or usable_cores()
+    count = threads or exported_threads() or usable_cores()
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

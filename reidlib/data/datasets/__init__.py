@@ -73,7 +73,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options) ->
         )
     if root is None:
         if name not in DEFAULT_FOLDERS:
-            raise ValueError(f"dataset {name!r} needs a root folder (a directory in Market-1501 layout)")
+            raise ValueError(
+                f"dataset {name!r} needs a root folder (a directory in Market-1501 layout): give it with "
+                "--data-root (train), --root (data stats, evaluate) or data.root"
+            )
         root = data_root() / DEFAULT_FOLDERS[name]
     return loader(Path(root), **options)
 

@@ -66,6 +66,27 @@ def _check_root(root: Path, overwrite: bool) -> None:
             f"{root}: refusing to replace a non-empty folder without {META_FILE} "
             "(overwrite=True only replaces a dataset written by make_synthetic)"
         )
+    foreign = _foreign_files(root)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SyntheticDatasetError(
+            f"{root}: holds files the synthetic set did not write ({shown}); overwrite replaces the set "
+            "only: move them out first, or choose another output folder"
+        )
+
+
+def _foreign_files(root: Path) -> list[str]:
+    """The files and folders under ``root`` (relative paths) that the set its ``synthetic.json``
+    describes did not write: what overwriting must never delete."""
+    try:
+        args = json.loads((root / META_FILE).read_text(encoding="utf-8"))["args"]
+        _, specs = _cameras_and_plan(args)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SyntheticDatasetError(f"{root / META_FILE}: not a synthetic dataset's record ({err})") from err
+    own = {META_FILE, *SPLIT_FOLDERS.values()}
+    own |= {f"{SPLIT_FOLDERS[spec['split']]}/{spec['name']}" for spec in specs}
+    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    return [name for name in found if name not in own]
 
 
 def _split_counts(specs: list[dict]) -> dict[str, Any]:
