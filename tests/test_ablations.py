@@ -29,6 +29,7 @@ def _terms(recipe) -> list[tuple[str, str, float]]:
 # ----------------------------------------------------------------------------- the grids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", list(grids.GRIDS))
 def test_every_row_builds_a_model_whose_branches_are_the_loss_branches(grid):
     torch.manual_seed(0)
@@ -260,6 +261,7 @@ def test_rows_with_the_same_recipe_share_one_run(tmp_path, no_training):
     assert not (tmp_path / "deep_miner_table2").exists()
 
 
+@pytest.mark.slow
 def test_run_grid_trains_a_missing_row_then_reads_it(tiny_synthetic, tmp_path, monkeypatch):
     row = grids.sen_table2()[2]  # +MS
     tiny = _tiny_overrides(tiny_synthetic)

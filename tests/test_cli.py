@@ -56,6 +56,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "optim.epochz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_matches_the_run(trained_run, tiny_synthetic, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert (
@@ -101,6 +102,7 @@ def test_evaluate_checkpoint_matches_the_run(trained_run, tiny_synthetic, tmp_pa
     assert line["protocol"]["flip"] and line["protocol"]["rerank"] and line["protocol"]["mode"] == "official"
 
 
+@pytest.mark.slow
 def test_extract_writes_features_in_record_order(trained_run, tiny_synthetic, tmp_path):
     out = tmp_path / "features.pt"
     assert (
@@ -126,6 +128,7 @@ def test_extract_writes_features_in_record_order(trained_run, tiny_synthetic, tm
     assert feats["gallery"]["pids"].tolist() == [r.pid for r in ds.gallery]
 
 
+@pytest.mark.slow
 def test_export_onnx_agrees_with_torch(trained_run, tmp_path, capsys):
     onnx_path = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(trained_run / "last.pt"), "--onnx", str(onnx_path)]) == 0
@@ -134,6 +137,7 @@ def test_export_onnx_agrees_with_torch(trained_run, tmp_path, capsys):
     assert onnx_path.stat().st_size > 1_000_000 and diff < 1e-4
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(

@@ -65,6 +65,7 @@ def read_choices(out: torch.Tensor) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in res.items()}
 
 
+@pytest.mark.slow
 def test_random_choices_have_the_pil_distributions():
     n = 3000
     image = coordinate_image()
@@ -152,6 +153,7 @@ def test_loader_decodes_once_and_deals_the_pil_loaders_batches(tiny_synthetic):
         build_device_train_loader(ds.train, DataConfig(flip_p=2.0), seed=0, device=torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_resume_with_device_augment_ends_like_the_uninterrupted_run(tiny_synthetic, tmp_path, monkeypatch):
     sets = ("data.device_augment=true", "optim.epochs=2", "eval.every=2")
     whole = train(tiny_recipe(tiny_synthetic, *sets), tmp_path / "whole")

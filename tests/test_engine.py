@@ -23,6 +23,7 @@ from reidlib.training.runfolder import EpochLog, RunFolderError, snapshot_path
 from conftest import poison_from, tiny_recipe
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_a_self_describing_folder(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     metrics = train(tiny_recipe(tiny_synthetic), out)
@@ -63,6 +64,7 @@ def _run_cli(args: list[str], **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(tiny_synthetic, tmp_path):
     sets = [
         "--set",
@@ -118,6 +120,7 @@ def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(tiny_synthetic,
     assert json.loads((killed / "params.json").read_text())["resumes"][0]["from_epoch"] == epoch_at_kill + 1
 
 
+@pytest.mark.slow
 def test_nan_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "run"
     poison_from(monkeypatch, 4)  # epoch 1 is good, epoch 2 diverges
@@ -127,12 +130,14 @@ def test_nan_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_synthe
     assert not (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_checkpoint_can_be_dropped_once_the_run_is_complete(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1", "train.keep_checkpoint=false"), out)
     assert (out / "metrics.json").is_file() and not (out / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_reads_it_back_without_training(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     first = train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
@@ -147,6 +152,7 @@ def test_a_model_branch_without_a_loss_term_is_refused(tiny_synthetic, tmp_path)
         train(recipe, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_run_folder_misuse(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RunFolderError, match="nothing to resume"):
@@ -156,6 +162,7 @@ def test_run_folder_misuse(tiny_synthetic, tmp_path):
         train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_or_class_count_is_refused(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
@@ -192,6 +199,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_refused(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
@@ -207,6 +215,7 @@ def test_missing_dataset_root_is_named(tmp_path):
         train(tiny_recipe(missing, "data.dataset=folder"), tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_load_network_restores_the_embedding(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
@@ -219,6 +228,7 @@ def test_load_network_restores_the_embedding(tiny_synthetic, tmp_path):
     assert Path(out / "last.pt").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_snapshots_keep_the_network_of_that_epoch(tiny_synthetic, tmp_path):
     # epoch 1 of a 2-epoch run must be the network a 1-epoch run ends with (same seed, same schedule)
     train(
@@ -251,6 +261,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "last.pt")["model"]
 
 
+@pytest.mark.slow
 def test_branch_grads_are_logged_per_epoch_and_change_no_weight(tiny_synthetic, tmp_path):
     train(tiny_recipe(tiny_synthetic, *BDB_TINY, "train.log_branch_grads=true"), tmp_path / "on")
     train(tiny_recipe(tiny_synthetic, *BDB_TINY), tmp_path / "off")
@@ -267,6 +278,7 @@ def test_branch_grads_are_logged_per_epoch_and_change_no_weight(tiny_synthetic, 
     assert "branch_grads" not in off_row
 
 
+@pytest.mark.slow
 def test_a_ramped_run_resumes_exactly(tiny_synthetic, tmp_path, monkeypatch):
     ramp = (*BDB_TINY, "loss.ramp_epochs=2")
     train(tiny_recipe(tiny_synthetic, *ramp), tmp_path / "whole")

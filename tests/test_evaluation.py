@@ -61,6 +61,7 @@ def test_each_branch_ranks_like_its_own_output(sen_and_data):
         evaluate_branches(model, qf[:, :10], gf, ds.query, ds.gallery)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["plain", "flip"])
 def test_evaluate_is_the_recipes_protocol_in_one_call(sen_and_data, tiny_synthetic, variant):
     model, ds = sen_and_data

@@ -19,6 +19,7 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow
 def test_dry_run_measures_every_network_and_mode_and_the_short_run(gpu_check, tiny_synthetic, tmp_path):
     out = tmp_path / "check.json"
     report = gpu_check.main(
@@ -38,6 +39,7 @@ def test_dry_run_measures_every_network_and_mode_and_the_short_run(gpu_check, ti
     assert market["device_augment"] and 0 <= market["metrics_after_2_epochs"]["mAP"] <= 100
 
 
+@pytest.mark.slow
 def test_budget_skips_compiled_modes_and_no_data_root_skips_the_run(gpu_check, tmp_path):
     report = gpu_check.main(
         ["--dry-run", "--networks", "baseline", "bdb", "--budget-s", "0", "--out", str(tmp_path / "c.json")]

@@ -67,6 +67,7 @@ def reidlib_kernel(tmp_path, monkeypatch):
     return spec
 
 
+@pytest.mark.slow
 def test_the_kernel_applies_the_thread_policy_and_keeps_the_users(reidlib_kernel, monkeypatch):
     from nbclient import NotebookClient
 
@@ -110,6 +111,7 @@ def _git(*args, cwd):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+@pytest.mark.slow
 def test_a_notebook_saved_with_outputs_is_committed_without_them(tmp_path):
     """`make install` puts nbstripout in as this clone's git filter; what is committed has no outputs."""
     nbstripout = repo_root() / ".venv" / "bin" / "nbstripout"

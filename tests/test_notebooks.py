@@ -95,6 +95,7 @@ def test_unknown_parameter_is_refused_before_anything_runs(fake_notebooks, tmp_p
         plan("demo", only=["07"])
 
 
+@pytest.mark.slow
 def test_run_executes_with_parameters_into_the_run_folder(fake_notebooks, tmp_path):
     code = (
         "from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
@@ -109,6 +110,7 @@ def test_run_executes_with_parameters_into_the_run_folder(fake_notebooks, tmp_pa
     assert record["notebooks"][0]["status"] == "ok" and record["notebooks"][0]["parameters"]["x"] == 5
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_gives_a_nonzero_exit(fake_notebooks, tmp_path, capsys):
     _write_notebook(fake_notebooks, "01_bad", "raise RuntimeError('boom')", "{}\n")
     assert notebooks.main("demo", [], [], str(tmp_path / "run")) == 1
@@ -159,6 +161,7 @@ _PNG_CODE = (
 )
 
 
+@pytest.mark.slow
 def test_a_figure_written_but_not_displayed_fails_the_run(fake_notebooks, tmp_path):
     code = _PNG_CODE + "fig.savefig(Path(output_dir, 'f.png'))\nfig"  # a Figure without pyplot: shown as text
     _write_notebook(fake_notebooks, "01_hidden", code, "{}\n")
@@ -168,6 +171,7 @@ def test_a_figure_written_but_not_displayed_fails_the_run(fake_notebooks, tmp_pa
     assert record["notebooks"][0]["status"] == "figures not shown"
 
 
+@pytest.mark.slow
 def test_a_displayed_figure_passes_and_the_summary_table_is_printed(fake_notebooks, tmp_path, capsys):
     code = (
         _PNG_CODE

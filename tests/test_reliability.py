@@ -54,6 +54,7 @@ def whole_run(tiny_synthetic, tmp_path_factory):
 # ----------------------------------------------------------------------------- never overwritten, never mixed
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_kept_unless_overwrite_is_asked(tiny_synthetic, tmp_path, capsys):
     out = tmp_path / "run"
     recipe = tiny_recipe(tiny_synthetic, "optim.epochs=1", "train.keep_checkpoint=false")  # no last.pt
@@ -87,6 +88,7 @@ def test_a_started_run_is_refused_too(tiny_synthetic, tmp_path):
         train(tiny_recipe(tiny_synthetic), tmp_path / "file" / "run")
 
 
+@pytest.mark.slow
 def test_a_resume_with_a_changed_recipe_is_refused_naming_each_key(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(4))
@@ -126,6 +128,7 @@ def _interrupt_at(call: int):
     return step
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_epoch_exits_130_in_one_line_and_resumes_to_the_same_numbers(
     tiny_synthetic, whole_run, tmp_path, monkeypatch, capsys
 ):
@@ -142,6 +145,7 @@ def test_ctrl_c_mid_epoch_exits_130_in_one_line_and_resumes_to_the_same_numbers(
     assert [r["epoch"] for r in log] == [1, 2]
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_any_checkpoint_says_to_start_again(tiny_synthetic, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(1))
     out = tmp_path / "run"
@@ -149,6 +153,7 @@ def test_ctrl_c_before_any_checkpoint_says_to_start_again(tiny_synthetic, tmp_pa
     assert "no checkpoint was written yet: start again with --overwrite" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(
     tiny_synthetic, tmp_path, monkeypatch, capsys
 ):
@@ -172,6 +177,7 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(
     assert not list(out.glob(".*.tmp")) and not (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_is_one_line_naming_the_epoch(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     poison_from(monkeypatch, 4)
@@ -182,6 +188,7 @@ def test_a_diverging_loss_is_one_line_naming_the_epoch(tiny_synthetic, tmp_path,
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_checkpoint_is_one_line(whole_run, tmp_path, capsys):
     for given in (whole_run / "params.json", whole_run, tmp_path / "missing.pt"):
         assert main(["evaluate", "--checkpoint", str(given), "--device", "cpu", "--workers", "0"]) == 2
@@ -190,6 +197,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(whole_run, tmp_path, capsys
     assert "is a folder, expected a file" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_a_resume_from_a_broken_last_pt_is_one_line(tiny_synthetic, tmp_path, capsys):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)
@@ -257,6 +265,7 @@ def _with_a_truncated_query_image(tiny_synthetic, tmp_path):
     return root, victim
 
 
+@pytest.mark.slow
 def test_a_truncated_query_image_stops_the_run_before_training(tiny_synthetic, tmp_path, monkeypatch, capsys):
     root, victim = _with_a_truncated_query_image(tiny_synthetic, tmp_path)
     monkeypatch.setattr(engine, "_train_epoch", lambda *a: pytest.fail("an epoch started"))
@@ -272,6 +281,7 @@ def test_a_truncated_query_image_stops_the_run_before_training(tiny_synthetic, t
     assert str(victim) in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_the_image_check_tells_whole_files_from_broken_ones(tiny_synthetic, tmp_path):
     root, victim = _with_a_truncated_query_image(tiny_synthetic, tmp_path)
     gallery = sorted((root / "bounding_box_test").glob("*.jpg"))
@@ -296,6 +306,7 @@ def test_atomic_writes_fsync_before_the_rename(tmp_path, monkeypatch):
     assert synced[0].endswith(".tmp") and ".a.txt." in synced[0] and synced[-1] == str(tmp_path)
 
 
+@pytest.mark.slow
 def test_stale_temporaries_are_removed_when_the_folder_is_opened(tiny_synthetic, tmp_path):
     out = tmp_path / "run"
     train(tiny_recipe(tiny_synthetic, "optim.epochs=1"), out)

@@ -90,6 +90,7 @@ def _live_writer(folder):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]
@@ -122,6 +123,7 @@ def finished_run(tiny_synthetic, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_outputs_never_replace_a_runs_records(finished_run, tmp_path, capsys):
     run = finished_run
     before = {p.name: p.read_bytes() for p in run.iterdir()}
@@ -294,6 +296,7 @@ def _grow_from(monkeypatch, call: int, factor: float) -> None:
     monkeypatch.setattr(Criterion, "forward", grown)
 
 
+@pytest.mark.slow
 def test_a_loss_growing_by_orders_of_magnitude_stops_the_run(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     _grow_from(monkeypatch, 4, 1e5)
@@ -331,6 +334,7 @@ def test_chance_rank1_is_what_a_random_ranking_scores():
     assert "not above chance" in learning_verdict(chance["rank1"], chance)
 
 
+@pytest.mark.slow
 def test_folder_check_trains_a_market_layout_folder_and_says_whether_it_learns(
     tiny_synthetic, tmp_path, capsys
 ):
@@ -384,6 +388,7 @@ def test_data_stats_runs_the_image_checks_training_runs(tiny_synthetic, tmp_path
     assert "9000_c1s1_000001_00.jpg (gallery split)" in line and "and 19 more bad files" in line
 
 
+@pytest.mark.slow
 def test_synth_overwrite_removes_only_the_synthetic_sets_own_files(tmp_path, capsys):
     out = tmp_path / "syn"
     assert main(["data", "synth", "--out", str(out), "--ids", "2"]) == 0
@@ -506,6 +511,7 @@ def test_a_refused_run_never_prints_an_older_runs_summary(fake_notebooks, tmp_pa
         assert "01_older" not in captured.out + captured.err and "no selected notebook" in captured.err
 
 
+@pytest.mark.slow
 def test_the_runner_makes_its_folders_and_streams_what_cells_print(fake_notebooks, tmp_path, monkeypatch):
     code = (
         "import time\nfrom pathlib import Path\nPath(output_dir, 'ran.txt').write_text('x')\n"

@@ -230,6 +230,7 @@ def test_sort_networks_puts_bot_first():
     assert list(runs.sort_networks(df)["network"]) == ["bot", "bdb", "sen", "deep_miner", "zzz"]
 
 
+@pytest.mark.slow
 def test_a_folder_written_by_the_engine_reads_back(tiny_synthetic, tmp_path):
     recipe = tiny_recipe(tiny_synthetic, "eval.final_variants=[flip]")
     train(recipe, tmp_path / "run")

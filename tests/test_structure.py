@@ -11,6 +11,7 @@ module only.
 from __future__ import annotations
 
 import ast
+import functools
 
 import pytest
 
@@ -62,6 +63,7 @@ FILE_READERS = {
 }
 
 
+@functools.cache
 def modules() -> list[tuple[str, ast.Module]]:
     return [
         (path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(encoding="utf-8")))

@@ -38,6 +38,7 @@ def _run(code: str, env: dict[str, str]) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_command_line_sets_the_policy_before_torch_is_imported():
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "REIDLIB_THREAD_POLICY")}
     code = (
@@ -50,6 +51,7 @@ def test_the_command_line_sets_the_policy_before_torch_is_imported():
     assert _run(code, {**env, "OMP_WAIT_POLICY": "ACTIVE"}).splitlines()[-1] == "ACTIVE"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
 def test_threads_follow_the_affinity_mask_not_the_machine():
     # pin a child process to one core (as taskset or a container would): torch gets 1 thread
