@@ -207,8 +207,8 @@ class _Matches:
 
 def _chunk_matches_numpy(chunk: np.ndarray, matches: _Matches, offset: int, buf: np.ndarray):
     """The good matches of the queries ``offset .. offset + len(chunk) - 1`` (rows of ``chunk``):
-    (row in the chunk, 1-based position in the query's filtered ranked list), sorted by both.
-    ``buf`` is a zeroed bool scratch array (see _count_positions)."""
+    (row in the chunk, 1-based position in the query's filtered ranked list), sorted by both; None
+    when the chunk holds a NaN. ``buf`` is a zeroed bool scratch array (see _count_positions)."""
     a, b = matches.start[offset], matches.start[offset + len(chunk)]
     rows, cols, junk = matches.rows[a:b] - offset, matches.cols[a:b], matches.junk[a:b]
     dist = chunk[rows, cols]
@@ -218,58 +218,73 @@ def _chunk_matches_numpy(chunk: np.ndarray, matches: _Matches, offset: int, buf:
     junk_ahead -= junk_ahead[matches.start[offset + rows] - a]  # ... earlier in the row's own list
     good = ~junk
     rows, cols, dist = rows[good], cols[good], dist[good]
-    return rows, _count_positions(chunk, rows, cols, dist, buf) - junk_ahead[good] + 1
+    pos = _count_positions(chunk, rows, cols, dist, buf)
+    return None if pos is None else (rows, pos - junk_ahead[good] + 1)
 
 
-def _count_positions(chunk: np.ndarray, rows, cols, dist, buf: np.ndarray) -> np.ndarray:
+def _count_positions(chunk: np.ndarray, rows, cols, dist, buf: np.ndarray) -> np.ndarray | None:
     """0-based position of gallery item ``cols[i]`` (at distance ``dist[i]``) in the stable ranking of
-    ``chunk[rows[i]]``: #{k: d_k < dist[i]} + #{k < cols[i]: d_k == dist[i]}. ``rows`` sorted.
+    ``chunk[rows[i]]``: #{k: d_k < dist[i]} + #{k < cols[i]: d_k == dist[i]}. ``rows`` sorted. None
+    when ``chunk`` holds a NaN (checked on each row while it is in cache).
 
     The rows are compared in groups of similar item counts, rows x items padded to a rectangle whose
     comparison results fill at most ``buf`` ((cap, padded num_g) bool, zero past num_g)."""
-    num_rows = len(chunk)
+    num_rows, num_g = chunk.shape
     per_row = np.bincount(rows, minlength=num_rows)
+    if np.count_nonzero(per_row) < num_rows and np.isnan(chunk[per_row == 0]).any():
+        return None
     order = np.argsort(-per_row, kind="stable")
     order = order[per_row[order] > 0]  # rows with items, most items first
-    if len(order) == 0:
-        return np.zeros(0, dtype=np.int64)
     place = np.empty(num_rows, dtype=np.int64)
     place[order] = np.arange(len(order))
     slot = np.arange(len(rows)) - np.concatenate([[0], np.cumsum(per_row)])[rows]  # item's index in row
-    width = int(per_row[order[0]])
+    width = int(per_row[order[0]]) if len(order) else 0
     thresholds = np.full((len(order), width), np.nan, dtype=chunk.dtype)  # NaN: no item, counts 0
     thresholds[place[rows], slot] = dist
     before = np.zeros((len(order), width), dtype=np.int64)
     before[place[rows], slot] = cols
-    d = chunk[order]  # (n, num_g) copy, rows in group order
     pos = np.zeros((len(order), width), dtype=np.int64)
-    i, cap = 0, buf.shape[0]
-    while i < len(order):
+    groups = _groups(per_row[order], buf.shape[0])
+    d = np.empty((max((r for _, r in groups), default=0), num_g), dtype=chunk.dtype)
+    for i, r in groups:
+        np.take(chunk, order[i : i + r], axis=0, out=d[:r])
+        if np.isnan(d[:r]).any():
+            return None
         m = int(per_row[order[i]])
-        r = max(1, min(cap // m, len(order) - i))
-        pos[i : i + r, :m] = _count_group(d[i : i + r], thresholds[i : i + r, :m], before[i : i + r, :m], buf)
-        i += r
+        pos[i : i + r, :m] = _count_group(d[:r], thresholds[i : i + r, :m], before[i : i + r, :m], buf)
     return pos[place[rows], slot]
 
 
-def _count_group(d: np.ndarray, thresholds: np.ndarray, before: np.ndarray, buf: np.ndarray) -> np.ndarray:
-    """(r, m) counts #{k: d[i, k] < thresholds[i, j]} + #{k < before[i, j]: d[i, k] == thresholds[i, j]}
-    for rows d (r, num_g); NaN thresholds count 0. The equal items are counted only when some row
-    holds a value equal to one of its thresholds besides the item itself (ties are rare)."""
+def _groups(counts: np.ndarray, cap: int) -> list[tuple[int, int]]:
+    """(first, length) of consecutive runs of rows with decreasing item ``counts``, each run's rows x
+    its first (largest) count at most ``cap`` (at least one row)."""
+    groups, i = [], 0
+    while i < len(counts):
+        r = max(1, min(cap // int(counts[i]), len(counts) - i))
+        groups.append((i, r))
+        i += r
+    return groups
+
+
+def _count_group(d: np.ndarray, thresholds: np.ndarray, cols: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """(r, m) counts #{k: d[i, k] < thresholds[i, j]} + #{k < cols[i, j]: d[i, k] == thresholds[i, j]}
+    for rows d (r, num_g), where thresholds[i, j] = d[i, cols[i, j]] or NaN (counts 0). The equal
+    items are counted only when some row holds a value equal to one of its thresholds other than the
+    item itself (ties are rare)."""
     r, m = thresholds.shape
     num_g = d.shape[1]
     step = max(1, buf.shape[0] // r)
     out = np.empty((r, m), dtype=np.int64)
     for s in range(0, m, step):
-        t = thresholds[:, s : s + step, None]  # (r, ms, 1)
-        flat = buf[: r * t.shape[1]]  # (r * ms, padded num_g), zero past num_g
-        hits = flat.reshape(r, t.shape[1], -1)[:, :, :num_g]
+        t, c = thresholds[:, s : s + step, None], cols[:, s : s + step]  # (r, ms, 1), (r, ms)
+        flat = buf[: r * c.shape[1]]  # (r * ms, padded num_g), zero past num_g
+        hits = flat.reshape(r, c.shape[1], -1)[:, :, :num_g]
         np.less(d[:, None, :], t, out=hits)
         out[:, s : s + step] = _row_counts(flat).reshape(r, -1)
         np.equal(d[:, None, :], t, out=hits)
-        if np.count_nonzero(flat) > np.count_nonzero(~np.isnan(t)):  # a tie: count the equal items
-            earlier = np.arange(num_g) < before[:, s : s + step, None]  # (r, ms, num_g)
-            out[:, s : s + step] += np.count_nonzero(hits & earlier, axis=2)
+        hits[np.arange(r)[:, None], np.arange(c.shape[1]), c] = False  # each item equals itself
+        if flat.any():  # a tie: count the equal items before the item
+            out[:, s : s + step] += np.count_nonzero(hits & (np.arange(num_g) < c[:, :, None]), axis=2)
     return out
 
 
@@ -489,10 +504,10 @@ def evaluate_rank(
     matches = _Matches(q_pids, g_pids, q_camids, g_camids)
 
     def task(span: tuple[int, int], buf: np.ndarray):
-        chunk = distmat[span[0] : span[1]]  # (R, G) view
-        if np.isnan(chunk).any():
+        found = _chunk_matches_numpy(distmat[span[0] : span[1]], matches, span[0], buf)
+        if found is None:
             _raise_on_nan(distmat, span[0], chunk_rows)
-        return _chunk_matches_numpy(chunk, matches, span[0], buf)
+        return found
 
     with _Workers(num_g) as workers:
         for (rows, fpos), (s, e) in zip(workers.map(task, spans), spans, strict=True):
@@ -666,10 +681,10 @@ def evaluate_features(
             dist = gallery.distances(qf[s : s + chunk_rows]).numpy()  # (R, num_g) float32
 
             def task(r: int, buf: np.ndarray, dist=dist, s=s):
-                piece = dist[r : r + rank_rows]
-                if np.isnan(piece).any():
+                found = _chunk_matches_numpy(dist[r : r + rank_rows], matches, s + r, buf)
+                if found is None:
                     _raise_on_nan_features(dist, s)
-                return _chunk_matches_numpy(piece, matches, s + r, buf)
+                return found
 
             pieces = range(0, len(dist), rank_rows)
             for (rows, fpos), r in zip(workers.map(task, pieces), pieces, strict=True):
