@@ -284,7 +284,7 @@ def compare_with_full_matrix(args) -> bool:
         for name, fn in (
             (
                 "pairwise_distance + evaluate_rank (full matrix)",
-                lambda: evaluate_rank(pairwise_distance(qf, gf), *ids),
+                lambda: evaluate_rank(pairwise_distance(qf, gf, "cosine"), *ids),
             ),
             ("evaluate_features (query chunks)", lambda: evaluate_features(qf, gf, *ids)),
         ):
