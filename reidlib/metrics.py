@@ -241,17 +241,17 @@ def _count_positions(chunk: np.ndarray, rows, cols, dist, buf: np.ndarray) -> np
     width = int(per_row[order[0]]) if len(order) else 0
     thresholds = np.full((len(order), width), np.nan, dtype=chunk.dtype)  # NaN: no item, counts 0
     thresholds[place[rows], slot] = dist
-    before = np.zeros((len(order), width), dtype=np.int64)
-    before[place[rows], slot] = cols
+    item_cols = np.zeros((len(order), width), dtype=np.int64)
+    item_cols[place[rows], slot] = cols
     pos = np.zeros((len(order), width), dtype=np.int64)
     groups = _groups(per_row[order], buf.shape[0])
     d = np.empty((max((r for _, r in groups), default=0), num_g), dtype=chunk.dtype)
     for i, r in groups:
-        np.take(chunk, order[i : i + r], axis=0, out=d[:r])
+        np.take(chunk, order[i : i + r], axis=0, out=d[:r], mode="clip")  # "clip": out is not buffered
         if np.isnan(d[:r]).any():
             return None
         m = int(per_row[order[i]])
-        pos[i : i + r, :m] = _count_group(d[:r], thresholds[i : i + r, :m], before[i : i + r, :m], buf)
+        pos[i : i + r, :m] = _count_group(d[:r], thresholds[i : i + r, :m], item_cols[i : i + r, :m], buf)
     return pos[place[rows], slot]
 
 
@@ -299,9 +299,10 @@ def _padded_width(num_g: int) -> int:
     return -(-max(num_g, 1) // _ROW_PAD) * _ROW_PAD
 
 
-def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids, buf=None):
-    """:func:`_chunk_matches_numpy` on the chunk's device (a CUDA chunk stays on its GPU), ids as tensors
-    there: (rows, 1-based filtered positions) come back as numpy."""
+def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids):
+    """:func:`_chunk_matches_numpy` with torch on the chunk's device (a CUDA chunk stays on its GPU), the
+    ids as tensors there; only (rows, 1-based filtered positions) come back, as numpy. Every match is
+    compared with the whole row, the equal items before it counted too (no separate tie check)."""
     match = g_pids[None, :] == q_pids[:, None]  # (R, G)
     rows, cols = torch.nonzero(match, as_tuple=True)  # sorted by (row, gallery index)
     junk = g_camids[cols] == q_camids[rows]
@@ -317,15 +318,15 @@ def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids, buf=None):
     width = int(slot.max()) + 1 if len(rows) else 0
     thresholds = torch.full((len(chunk), width), float("nan"), dtype=chunk.dtype, device=chunk.device)
     thresholds[rows, slot] = dist
-    before = torch.zeros((len(chunk), width), dtype=torch.long, device=chunk.device)
-    before[rows, slot] = cols
-    pos = torch.zeros_like(before)
+    item_cols = torch.zeros((len(chunk), width), dtype=torch.long, device=chunk.device)
+    item_cols[rows, slot] = cols
+    pos = torch.zeros_like(item_cols)
     index = torch.arange(chunk.shape[1], device=chunk.device)
     step = max(1, 4 * CHUNK_ELEMENTS // max(chunk.numel(), 1))  # bounded (R, step, G) temporaries
     for s in range(0, width, step):
         t = thresholds[:, s : s + step, None]
         closer = (chunk[:, None, :] < t).sum(dim=2)
-        tied = ((chunk[:, None, :] == t) & (index < before[:, s : s + step, None])).sum(dim=2)
+        tied = ((chunk[:, None, :] == t) & (index < item_cols[:, s : s + step, None])).sum(dim=2)
         pos[:, s : s + step] = closer + tied
     fpos = pos[rows, slot] - junk_ahead + 1
     return rows.cpu().numpy(), fpos.cpu().numpy()
@@ -478,9 +479,9 @@ def evaluate_rank(
     Raises:
         ValueError: bad shapes, NaN distances, max_rank < 1, unknown mode, or no query with a match.
 
-    Same numbers as :func:`evaluate_rank_reference`, without sorting: a match's place in the stable
-    ranking is the count of items closer, plus equal ones with a smaller gallery index, and its place
-    among the valid items subtracts the junk items ranked ahead of it, all of them the query's matches.
+    Same numbers as :func:`evaluate_rank_reference` without sorting: the metrics need only the good
+    matches' positions, and a position in the stable ranking is a count (items closer, plus equally
+    close ones with a smaller gallery index) minus the junk items counted in it (known: same pid).
 
     Rounding: the sums run in float64 in a different order from peer code, so results agree with
     torchreid's to ~1e-15 (torchreid's CMC is averaged in float32, ours in float64).
@@ -745,7 +746,7 @@ class _Workers:
         self.shape = (max(1, COMPARE_BYTES // width), width)
         self.threads = max(1, torch.get_num_threads())
         self.free: queue.SimpleQueue = queue.SimpleQueue()
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.pool: ThreadPoolExecutor | None = None  # started by the first map of several items
 
     def __enter__(self) -> _Workers:
         return self
@@ -765,9 +766,12 @@ class _Workers:
             self.free.put(buf)
 
     def map(self, fn, items):
-        if self.pool is None:
+        items = list(items)
+        if self.threads == 1 or len(items) < 2:
             yield from (self._call(fn, item) for item in items)
             return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.threads)
         futures = [self.pool.submit(self._call, fn, item) for item in items]
         try:
             for future in futures:
