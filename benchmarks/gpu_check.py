@@ -10,6 +10,9 @@ channels_last, and the same + ``torch.compile``; each a fixed number of warm-up 
 epochs on the fastest path of (a), with ``data.device_augment``, evaluated after epoch 2; the
 projected time of the full 120-epoch recipe is 120 x the epoch-2 training time (epoch 1 pays the
 compilation) + 12 x the evaluation time (every 10 epochs).
+(c) ``evaluate_features`` (reidlib.evaluation.metrics) on the GPU (random 2048-d features, cosine) at
+Market-1501 size (3,368 x 15,913) and MSMT17 size (11,659 x 82,161): distances and counting stay on the device;
+seconds, peak GPU memory, and at Market size whether it equals evaluate_rank on the full matrix.
 
 Everything is time-bounded: stages run cheapest first and a compiled measurement is skipped, with
 the reason recorded, when the time left in ``--budget-s`` (default 450 s: under 8 minutes with
@@ -30,10 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from reidlib.config import load_recipe
 from reidlib.evaluation.features import Runtime
+from reidlib.evaluation.metrics import evaluate_features, evaluate_rank, pairwise_distance
 from reidlib.training import engine
 from reidlib.training.engine import TrainStep, build_criterion, build_network, train
 from reidlib.utils.fileio import atomic_write_json
@@ -47,6 +52,8 @@ NETWORKS = {
 }
 MODES = ("fp32_eager", "bf16_channels_last", "bf16_channels_last_compile")
 NUM_CLASSES = 751
+# (c): queries, gallery, identities, cameras of the evaluation problems
+EVAL_SIZES = {"market1501": (3368, 15913, 751, 6), "msmt17": (11659, 82161, 3060, 15)}
 MARKET_RUN_MIN_S = 150  # what part (b) needs on one H200 at the least (decode, 2 epochs, 1 evaluation)
 
 
@@ -109,6 +116,41 @@ def throughput(network: str, mode: str, device: torch.device, s: dict[str, Any])
     if device.type == "cuda":
         row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return row
+
+
+def evaluation_timing(device: torch.device, dry_run: bool) -> dict[str, Any]:
+    """(c) evaluate_features on random features on ``device``: seconds (the first call warmed up on a
+    slice), peak GPU memory, and at Market size the identity with the full-matrix evaluation."""
+    sizes = {k: (12, 40, 5, 3) for k in EVAL_SIZES} if dry_run else EVAL_SIZES
+    dim = 16 if dry_run else 2048
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for name, (num_q, num_g, num_ids, num_cams) in sizes.items():
+        centers = torch.randn(num_ids, dim, device=device)
+        q_pids, g_pids = rng.integers(0, num_ids, num_q), rng.integers(0, num_ids, num_g)
+        qf = centers[torch.as_tensor(q_pids, device=device)] + 3.5 * torch.randn(num_q, dim, device=device)
+        gf = centers[torch.as_tensor(g_pids, device=device)] + 3.5 * torch.randn(num_g, dim, device=device)
+        ids = (q_pids, g_pids, rng.integers(0, num_cams, num_q), rng.integers(0, num_cams, num_g))
+        evaluate_features(qf[:8], gf, ids[0][:8], ids[1], ids[2][:8], ids[3])  # warm-up: kernels, caches
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+        start = time.perf_counter()
+        result = evaluate_features(qf, gf, *ids)
+        _sync(device)
+        row = {"seconds": round(time.perf_counter() - start, 3), "shape": [num_q, num_g, dim]}
+        row |= {"mAP": round(float(result["mAP"]) * 100, 4), "rank1": round(float(result["cmc"][0]) * 100, 4)}
+        if device.type == "cuda":
+            row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        if name == "market1501":
+            full = evaluate_rank(pairwise_distance(qf, gf, "cosine"), *ids)
+            row["identical_to_full_matrix"] = bool(
+                np.array_equal(full["cmc"], result["cmc"])
+                and (full["mAP"], full["mINP"]) == (result["mAP"], result["mINP"])
+            )
+        out[name] = row
+        del qf, gf, centers
+    return out
 
 
 def market_run(
@@ -224,6 +266,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in args.networks:  # (a) the eager modes first: seconds each
         for mode in MODES[:2]:
             measure(name, mode)
+    try:  # (c) the evaluation: seconds on a GPU
+        report["evaluation"] = evaluation_timing(device, dry_run)
+    except Exception as err:  # noqa: BLE001 - recorded in the report
+        report["evaluation"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+    print(f"evaluation: {report['evaluation']}", flush=True)
+    save()
     compile_cost = 0.0
     order = [n for n in ("baseline", *args.networks) if n in args.networks]
     for i, name in enumerate(dict.fromkeys(order)):  # BoT's compiled mode before the Market run

@@ -22,16 +22,20 @@ row of zeros.
 :func:`evaluate_rank_reference` is the definition: one plain loop per query, to read in a minute.
 :func:`evaluate_rank` is the fast version of the same numbers, and the tests hold it to the loop.
 
-Only the positions of the query's matches (good and junk) in the ranked list matter, so after the sort
-each chunk of queries is reduced to the sparse list of match positions and every metric is computed
-from that list with vectorised numpy, without a per-query Python loop. Chunks keep memory bounded
-(an MSMT17 problem is 11,659 x 82,161). On CPU a float32 distmat is sorted through packed uint64 keys
-(``stable_sort_keys``), float64 with a stable argsort; a CUDA distmat with ``torch.sort`` on its GPU.
+Only the positions of the query's good matches in the filtered ranked list matter, and each is a count,
+so the fast path never sorts the gallery: a good match's position in the stable order is the number of
+gallery items closer than it plus the equally distant ones with a smaller index, and the junk items
+ahead of it are found among the query's own matches. The counts are comparisons of a chunk of queries'
+rows against their matches' distances (O(G) per match, vectorised; on CPU in cache-sized pieces on all
+the torch threads, on CUDA on the GPU), and every metric is computed from the sparse list of positions
+with vectorised numpy. Chunks keep memory bounded (an MSMT17 problem is 11,659 x 82,161).
 """
 
 from __future__ import annotations
 
+import queue
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -50,13 +54,19 @@ __all__ = [
 ]
 
 MODES = ("standard", "official")
-# Queries per chunk = budget // num_g (at least 1). On CPU a chunk's 8-byte sort keys should stay
-# cache-sized (1M elements = 8 MB: measured ~2x faster than 8M); on GPU bigger chunks are better.
+# Queries per chunk = budget // num_g (at least 1). On CPU a chunk is one task for a worker thread
+# (its rows are copied and compared in cache-sized pieces); on GPU bigger chunks are better.
 CHUNK_ELEMENTS = 8_000_000
 CPU_CHUNK_ELEMENTS = 1_000_000
 # pairwise_distance multiplies queries in blocks of exactly this many rows (see there).
 ROW_BLOCK = 256
 _LITTLE_ENDIAN = sys.byteorder == "little"
+# CPU counting: one comparison writes at most this many bytes (rows x matches x padded gallery), so
+# that it and the rows it reads stay in a core's L2 cache.
+COMPARE_BYTES = 1 << 20
+# Rows of comparison results are padded to a multiple of 255 uint64 words: summing 255 words whose
+# bytes are 0 or 1 cannot carry out of a byte (see _row_counts).
+_ROW_PAD = 255 * 8
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,7 +77,7 @@ def _shape(x) -> tuple[int, ...]:
 
 
 def _as_distmat(distmat) -> np.ndarray | torch.Tensor:
-    """A 2-D float32/float64 numpy array, or a CUDA tensor (kept on its device)."""
+    """A 2-D float32/float64 numpy array, or a CUDA tensor (kept on its device, counted there)."""
     if isinstance(distmat, torch.Tensor):
         distmat = distmat.detach()
         if distmat.ndim != 2:
@@ -79,7 +89,7 @@ def _as_distmat(distmat) -> np.ndarray | torch.Tensor:
                 raise ValueError(f"distmat must hold real distances, got dtype {distmat.dtype}")
             else:
                 distmat = distmat.double()
-        if distmat.is_cuda:
+        if _torch_counting(distmat.device):
             return distmat
         return distmat.cpu().numpy()
     distmat = np.asarray(distmat)
@@ -134,7 +144,7 @@ def _raise_on_nan(distmat, start: int, rows: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# sorting
+# stable sort keys (re-ranking's nearest-neighbour search sorts rows with them)
 # --------------------------------------------------------------------------------------------------
 def stable_sort_keys(dist: np.ndarray, flags: np.ndarray | None = None, out: np.ndarray | None = None):
     """uint64 keys whose plain sort is the stable sort of each row of a float32 ``dist`` (R, G).
@@ -176,81 +186,175 @@ def stable_sort_keys(dist: np.ndarray, flags: np.ndarray | None = None, out: np.
     return keys
 
 
-def _stable_argsort_float64(chunk: np.ndarray) -> np.ndarray:
-    """Row-wise stable argsort: numpy's fast unstable argsort (~6x faster than kind="stable" on
-    Market rows), then the rows that hold equal values re-sorted by (run of equal values, index)."""
-    order = np.argsort(chunk, axis=1)  # (R, G), ties in any order
-    values = np.take_along_axis(chunk, order, axis=1)  # (R, G) sorted
-    same = values[:, 1:] == values[:, :-1]  # (R, G - 1) -0.0 == +0.0 and inf == inf are ties
-    tied = np.flatnonzero(same.any(axis=1))
-    if len(tied):
-        run = np.zeros((len(tied), chunk.shape[1]), dtype=np.uint64)  # (T, G) index of the run
-        np.cumsum(~same[tied], axis=1, dtype=np.uint64, out=run[:, 1:])
-        run <<= np.uint64(32)
-        run |= order[tied].astype(np.uint64)
-        run.sort(axis=1)
-        order[tied] = (run & np.uint64(0xFFFFFFFF)).astype(order.dtype)
-    return order
+# --------------------------------------------------------------------------------------------------
+# positions of the good matches, by counting (no sort of the gallery)
+# --------------------------------------------------------------------------------------------------
+class _Matches:
+    """Every query's matches (gallery items with its pid), found once per evaluation, as flat lists
+    sorted by (query, gallery index): query q's are ``[start[q], start[q + 1])``; ``junk`` flags those
+    seen by the query's own camera (removed from its ranked list)."""
+
+    def __init__(self, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray):
+        by_pid = np.argsort(g_pids, kind="stable")  # gallery indices grouped by pid, in gallery order
+        sorted_pids = g_pids[by_pid]
+        first = np.searchsorted(sorted_pids, q_pids, side="left")
+        count = np.searchsorted(sorted_pids, q_pids, side="right") - first  # (num_q,)
+        self.start = np.concatenate([[0], np.cumsum(count)])  # (num_q + 1,)
+        self.rows = np.repeat(np.arange(len(q_pids)), count)  # (M,) query of each match
+        self.cols = by_pid[np.arange(len(self.rows)) - self.start[self.rows] + first[self.rows]]
+        self.junk = g_camids[self.cols] == q_camids[self.rows]
 
 
-def _chunk_matches_numpy(chunk, q_pids, q_camids, g_pids, g_camids, buf):
-    """Matches (same pid) of a chunk of queries as (row, 0-based ranked position, same camera),
-    sorted by (row, position). ``buf`` is a reusable (R, G) uint64 array for the float32 path."""
-    match = g_pids[None, :] == q_pids[:, None]  # (R, G), gallery order
-    if chunk.dtype == np.float32:
-        keys = stable_sort_keys(chunk, flags=match, out=buf[: len(chunk)])  # (R, G)
-        keys.sort(axis=1)
-        if _LITTLE_ENDIAN:
-            rows, cols = np.nonzero(keys.view(np.uint8)[:, 0::8])  # lowest byte = the match flag
-        else:
-            rows, cols = np.nonzero(keys & np.uint64(1))
-        gidx = ((keys[rows, cols] & np.uint64(0xFFFFFFFF)) >> np.uint64(8)).astype(np.int64)
-    else:
-        order = _stable_argsort_float64(chunk)  # (R, G)
-        rows, cols = np.nonzero(np.take_along_axis(match, order, axis=1))
-        gidx = order[rows, cols]
-    return rows, cols, g_camids[gidx] == q_camids[rows]
+def _chunk_matches_numpy(chunk: np.ndarray, matches: _Matches, offset: int, buf: np.ndarray):
+    """The good matches of the queries ``offset .. offset + len(chunk) - 1`` (rows of ``chunk``):
+    (row in the chunk, 1-based position in the query's filtered ranked list), sorted by both; None
+    when the chunk holds a NaN. ``buf`` is a zeroed bool scratch array (see _count_positions)."""
+    a, b = matches.start[offset], matches.start[offset + len(chunk)]
+    rows, cols, junk = matches.rows[a:b] - offset, matches.cols[a:b], matches.junk[a:b]
+    dist = chunk[rows, cols]
+    order = np.lexsort((cols, dist + 0.0, rows))  # by (row, distance, gallery index): the ranked order
+    rows, cols, junk, dist = rows[order], cols[order], junk[order], dist[order]
+    junk_ahead = np.cumsum(junk) - junk  # junk matches earlier in the chunk's ranked lists
+    junk_ahead -= junk_ahead[matches.start[offset + rows] - a]  # ... earlier in the row's own list
+    good = ~junk
+    rows, cols, dist = rows[good], cols[good], dist[good]
+    pos = _count_positions(chunk, rows, cols, dist, buf)
+    return None if pos is None else (rows, pos - junk_ahead[good] + 1)
 
 
-def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids, buf=None):
-    order = torch.sort(chunk, dim=1, stable=True).indices  # (R, G)
-    match = g_pids[order] == q_pids[:, None]  # (R, G)
-    rows, cols = torch.nonzero(match, as_tuple=True)  # row-major: sorted by (row, col)
-    junk = g_camids[order[rows, cols]] == q_camids[rows]
-    return rows.cpu().numpy(), cols.cpu().numpy(), junk.cpu().numpy()
+def _count_positions(chunk: np.ndarray, rows, cols, dist, buf: np.ndarray) -> np.ndarray | None:
+    """0-based position of gallery item ``cols[i]`` (at distance ``dist[i]``) in the stable ranking of
+    ``chunk[rows[i]]``: #{k: d_k < dist[i]} + #{k < cols[i]: d_k == dist[i]}. ``rows`` sorted. None
+    when ``chunk`` holds a NaN (checked on each row while it is in cache).
+
+    The rows are compared in groups of similar item counts, rows x items padded to a rectangle whose
+    comparison results fill at most ``buf`` ((cap, padded num_g) bool, zero past num_g)."""
+    num_rows, num_g = chunk.shape
+    per_row = np.bincount(rows, minlength=num_rows)
+    if np.count_nonzero(per_row) < num_rows and np.isnan(chunk[per_row == 0]).any():
+        return None
+    order = np.argsort(-per_row, kind="stable")
+    order = order[per_row[order] > 0]  # rows with items, most items first
+    place = np.empty(num_rows, dtype=np.int64)
+    place[order] = np.arange(len(order))
+    slot = np.arange(len(rows)) - np.concatenate([[0], np.cumsum(per_row)])[rows]  # item's index in row
+    width = int(per_row[order[0]]) if len(order) else 0
+    thresholds = np.full((len(order), width), np.nan, dtype=chunk.dtype)  # NaN: no item, counts 0
+    thresholds[place[rows], slot] = dist
+    item_cols = np.zeros((len(order), width), dtype=np.int64)
+    item_cols[place[rows], slot] = cols
+    pos = np.zeros((len(order), width), dtype=np.int64)
+    groups = _groups(per_row[order], buf.shape[0])
+    d = np.empty((max((r for _, r in groups), default=0), num_g), dtype=chunk.dtype)
+    for i, r in groups:
+        np.take(chunk, order[i : i + r], axis=0, out=d[:r], mode="clip")  # "clip": out is not buffered
+        if np.isnan(d[:r]).any():
+            return None
+        m = int(per_row[order[i]])
+        pos[i : i + r, :m] = _count_group(d[:r], thresholds[i : i + r, :m], item_cols[i : i + r, :m], buf)
+    return pos[place[rows], slot]
+
+
+def _groups(counts: np.ndarray, cap: int) -> list[tuple[int, int]]:
+    """(first, length) of consecutive runs of rows with decreasing item ``counts``, each run's rows x
+    its first (largest) count at most ``cap`` (at least one row)."""
+    groups, i = [], 0
+    while i < len(counts):
+        r = max(1, min(cap // int(counts[i]), len(counts) - i))
+        groups.append((i, r))
+        i += r
+    return groups
+
+
+def _count_group(d: np.ndarray, thresholds: np.ndarray, cols: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """(r, m) counts #{k: d[i, k] < thresholds[i, j]} + #{k < cols[i, j]: d[i, k] == thresholds[i, j]}
+    for rows d (r, num_g), where thresholds[i, j] = d[i, cols[i, j]] or NaN (counts 0). The equal
+    items are counted only when some row holds a value equal to one of its thresholds other than the
+    item itself (ties are rare)."""
+    r, m = thresholds.shape
+    num_g = d.shape[1]
+    step = max(1, buf.shape[0] // r)
+    out = np.empty((r, m), dtype=np.int64)
+    for s in range(0, m, step):
+        t, c = thresholds[:, s : s + step, None], cols[:, s : s + step]  # (r, ms, 1), (r, ms)
+        flat = buf[: r * c.shape[1]]  # (r * ms, padded num_g), zero past num_g
+        hits = flat.reshape(r, c.shape[1], -1)[:, :, :num_g]
+        np.less(d[:, None, :], t, out=hits)
+        out[:, s : s + step] = _row_counts(flat).reshape(r, -1)
+        np.equal(d[:, None, :], t, out=hits)
+        hits[np.arange(r)[:, None], np.arange(c.shape[1]), c] = False  # each item equals itself
+        if flat.any():  # a tie: count the equal items before the item
+            out[:, s : s + step] += np.count_nonzero(hits & (np.arange(num_g) < c[:, :, None]), axis=2)
+    return out
+
+
+def _row_counts(flags: np.ndarray) -> np.ndarray:
+    """Number of True in each row of a C-contiguous (n, 255 * 8 * c) bool array: the rows as uint64
+    words, 255 words summed at a time (each byte stays <= 255, no carry), then the bytes."""
+    words = flags.view(np.uint64).reshape(len(flags), -1, 255).sum(axis=2, dtype=np.uint64)
+    return words.view(np.uint8).reshape(len(flags), -1).sum(axis=1, dtype=np.int64)
+
+
+def _padded_width(num_g: int) -> int:
+    return -(-max(num_g, 1) // _ROW_PAD) * _ROW_PAD
+
+
+def _chunk_matches_torch(chunk, q_pids, q_camids, g_pids, g_camids):
+    """:func:`_chunk_matches_numpy` with torch on the chunk's device (a CUDA chunk stays on its GPU), the
+    ids as tensors there; only (rows, 1-based filtered positions) come back, as numpy. Every match is
+    compared with the whole row, the equal items before it counted too (no separate tie check)."""
+    match = g_pids[None, :] == q_pids[:, None]  # (R, G)
+    rows, cols = torch.nonzero(match, as_tuple=True)  # sorted by (row, gallery index)
+    junk = g_camids[cols] == q_camids[rows]
+    dist = chunk[rows, cols]
+    order = torch.sort(dist + 0.0, stable=True).indices  # +0.0: -0.0 and 0.0 tie (radix sorts on GPU)
+    order = order[torch.sort(rows[order], stable=True).indices]  # by (row, distance, gallery index)
+    rows, cols, junk, dist = rows[order], cols[order], junk[order], dist[order]
+    ahead = torch.cumsum(junk, 0) - junk.long()  # junk matches earlier in the chunk's ranked lists
+    junk_ahead = ahead - ahead[torch.searchsorted(rows, rows)]  # ... earlier in the row's own list
+    good = ~junk
+    rows, cols, dist, junk_ahead = rows[good], cols[good], dist[good], junk_ahead[good]
+    slot = torch.arange(len(rows), device=chunk.device) - torch.searchsorted(rows, rows)
+    width = int(slot.max()) + 1 if len(rows) else 0
+    thresholds = torch.full((len(chunk), width), float("nan"), dtype=chunk.dtype, device=chunk.device)
+    thresholds[rows, slot] = dist
+    item_cols = torch.zeros((len(chunk), width), dtype=torch.long, device=chunk.device)
+    item_cols[rows, slot] = cols
+    pos = torch.zeros_like(item_cols)
+    index = torch.arange(chunk.shape[1], device=chunk.device)
+    step = max(1, 4 * CHUNK_ELEMENTS // max(chunk.numel(), 1))  # bounded (R, step, G) temporaries
+    for s in range(0, width, step):
+        t = thresholds[:, s : s + step, None]
+        closer = (chunk[:, None, :] < t).sum(dim=2)
+        tied = ((chunk[:, None, :] == t) & (index < item_cols[:, s : s + step, None])).sum(dim=2)
+        pos[:, s : s + step] = closer + tied
+    fpos = pos[rows, slot] - junk_ahead + 1
+    return rows.cpu().numpy(), fpos.cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------
 # per-query statistics from the sparse list of match positions
 # --------------------------------------------------------------------------------------------------
-def _query_stats(rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows: int) -> dict:
-    """Per-query statistics of a block of queries from its matches (same pid), sorted by (row, col).
-
-    rows: query index within the block; cols: 0-based position in the full ranked gallery; junk: the
-    match shares the query's camera (removed). Returns arrays of length ``num_rows``.
-    """
+def _query_stats(rows: np.ndarray, fpos: np.ndarray, num_rows: int) -> dict:
+    """Per-query statistics of a block of queries from its good matches: ``rows`` the query within the
+    block, ``fpos`` the 1-based position in its filtered ranked list, sorted by (row, fpos). Returns
+    arrays of length ``num_rows``."""
     qidx = np.arange(num_rows)
-    # position in the filtered list = position in the full list minus the junk items before it
-    junk_csum = np.concatenate([[0], np.cumsum(junk, dtype=np.int64)])  # (M + 1,)
-    row_start = np.searchsorted(rows, qidx, side="left")  # (num_rows,)
-    junk_before = junk_csum[:-1] - junk_csum[row_start[rows]]  # (M,)
-    good = ~junk
-    g_rows = rows[good]
-    fpos = (cols[good] + 1 - junk_before[good]).astype(np.float64)  # 1-based filtered position
-    g_start = np.searchsorted(g_rows, qidx, side="left")
-    g_end = np.searchsorted(g_rows, qidx, side="right")
+    fpos = fpos.astype(np.float64)
+    g_start = np.searchsorted(rows, qidx, side="left")
+    g_end = np.searchsorted(rows, qidx, side="right")
     num_good = g_end - g_start  # (num_rows,)
-    hits = (np.arange(len(g_rows)) - g_start[g_rows] + 1).astype(np.float64)  # i-th match of its query
+    hits = (np.arange(len(rows)) - g_start[rows] + 1).astype(np.float64)  # i-th match of its query
     valid = num_good > 0
     denom = np.maximum(num_good, 1).astype(np.float64)
 
     # standard AP: mean over the matches of the precision at the match (non-interpolated)
-    ap_std = np.bincount(g_rows, weights=hits / fpos, minlength=num_rows) / denom
+    ap_std = np.bincount(rows, weights=hits / fpos, minlength=num_rows) / denom
     # official AP (compute_AP.m): trapezoid between the precision one position earlier (1.0 before
     # the first position) and the precision at the match, times the recall step 1 / ngood
     prev_prec = np.ones_like(fpos)
     np.divide(hits - 1.0, fpos - 1.0, out=prev_prec, where=fpos > 1)
-    ap_off = np.bincount(g_rows, weights=(prev_prec + hits / fpos) / 2.0, minlength=num_rows) / denom
+    ap_off = np.bincount(rows, weights=(prev_prec + hits / fpos) / 2.0, minlength=num_rows) / denom
 
     first_pos = np.zeros(num_rows, dtype=np.int64)
     last_pos = np.ones(num_rows, dtype=np.float64)
@@ -375,6 +479,10 @@ def evaluate_rank(
     Raises:
         ValueError: bad shapes, NaN distances, max_rank < 1, unknown mode, or no query with a match.
 
+    Same numbers as :func:`evaluate_rank_reference` without sorting: the metrics need only the good
+    matches' positions, and a position in the stable ranking is a count (items closer, plus equally
+    close ones with a smaller gallery index) minus the junk items counted in it (known: same pid).
+
     Rounding: the sums run in float64 in a different order from peer code, so results agree with
     torchreid's to ~1e-15 (torchreid's CMC is averaged in float32, ours in float64).
     """
@@ -382,60 +490,30 @@ def evaluate_rank(
         distmat, (q_pids, g_pids, q_camids, g_camids), max_rank, mode, chunk_rows
     )
     num_q, num_g = _shape(distmat)
-    on_gpu = isinstance(distmat, torch.Tensor)
-
     q_pids, g_pids = _encode(q_pids, g_pids)
     q_camids, g_camids = _encode(q_camids, g_camids)
-    if on_gpu:
+    acc = _Accumulator(max_rank)
+    spans = [(s, min(s + chunk_rows, num_q)) for s in range(0, num_q, chunk_rows)]
+    if isinstance(distmat, torch.Tensor):  # CUDA: counted on its GPU, chunk by chunk
         _raise_on_nan(distmat, 0, chunk_rows)
-        dev = distmat.device
-        q_pids, g_pids, q_camids, g_camids = (
-            torch.as_tensor(a.astype(np.int64), device=dev) for a in (q_pids, g_pids, q_camids, g_camids)
-        )
-        chunk_matches, buf = _chunk_matches_torch, None
-    else:
-        chunk_matches = _chunk_matches_numpy
-        buf = np.empty((min(chunk_rows, num_q), num_g), dtype=np.uint64)  # sort keys, reused
+        ids = [torch.as_tensor(a.astype(np.int64), device=distmat.device) for a in (q_pids, q_camids)]
+        g_ids = [torch.as_tensor(a.astype(np.int64), device=distmat.device) for a in (g_pids, g_camids)]
+        for s, e in spans:
+            acc.add(*_chunk_matches_torch(distmat[s:e], ids[0][s:e], ids[1][s:e], *g_ids), e - s)
+        return acc.result(num_q, num_g, mode)
 
-    cmc_hist = np.zeros(max_rank + 2, dtype=np.int64)  # queries whose first match is at position k
-    n_valid = 0
-    sum_ap_std = sum_ap_off = sum_inp = 0.0
-    pending, n_pending, first_q = [], 0, 0  # sparse matches of queries first_q.. not yet reduced
-    for s in range(0, num_q, chunk_rows):
-        e = min(s + chunk_rows, num_q)
-        chunk = distmat[s:e]  # (R, G)
-        if not on_gpu and np.isnan(chunk).any():
-            _raise_on_nan(distmat, s, chunk_rows)
-        rows, cols, junk = chunk_matches(chunk, q_pids[s:e], q_camids[s:e], g_pids, g_camids, buf)
-        pending.append((rows + (s - first_q), cols, junk))
-        n_pending += len(rows)
-        if n_pending < CHUNK_ELEMENTS // 8 and e < num_q:
-            continue  # the per-query reduction runs on many chunks at once
-        st = _query_stats(*(np.concatenate(p) for p in zip(*pending, strict=True)), e - first_q)
-        pending, n_pending, first_q = [], 0, e
-        valid = st["valid"]
-        n_valid += int(valid.sum())
-        sum_ap_std += float(st["ap_std"][valid].sum())
-        sum_ap_off += float(st["ap_off"][valid].sum())
-        sum_inp += float(st["inp"][valid].sum())
-        cmc_hist += np.bincount(np.minimum(st["first_pos"][valid], max_rank + 1), minlength=max_rank + 2)
+    matches = _Matches(q_pids, g_pids, q_camids, g_camids)
 
-    return _summary(cmc_hist, n_valid, (sum_ap_std, sum_ap_off, sum_inp), (num_q, num_g), max_rank, mode)
+    def task(span: tuple[int, int], buf: np.ndarray):
+        found = _chunk_matches_numpy(distmat[span[0] : span[1]], matches, span[0], buf)
+        if found is None:
+            _raise_on_nan(distmat, span[0], chunk_rows)
+        return found
 
-
-def _summary(cmc_hist, n_valid: int, sums, shape, max_rank: int, mode: str) -> dict:
-    """:func:`evaluate_rank`'s result from its counts: the CMC histogram, the valid queries and the
-    sums of standard AP, official AP and INP over them."""
-    (num_q, num_g), (sum_ap_std, sum_ap_off, sum_inp) = shape, sums
-    if n_valid == 0:
-        raise ValueError(
-            f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a match "
-            "needs the same pid from another camera)"
-        )
-    denom = float(n_valid if mode == "standard" else num_q)
-    cmc = np.cumsum(cmc_hist[1 : max_rank + 1]).astype(np.float64) / denom
-    mean_ap = (sum_ap_std if mode == "standard" else sum_ap_off) / denom
-    return {"cmc": cmc, "mAP": mean_ap, "mINP": sum_inp / denom, "num_valid_queries": n_valid}
+    with _Workers(num_g) as workers:
+        for (rows, fpos), (s, e) in zip(workers.map(task, spans), spans, strict=True):
+            acc.add(rows, fpos, e - s)
+    return acc.result(num_q, num_g, mode)
 
 
 def _checked_inputs(distmat, ids, max_rank, mode: str, chunk_rows):
@@ -570,13 +648,14 @@ def evaluate_features(
 
     The distances of ``chunk_rows`` queries at a time (default: about ``DISTANCE_CHUNK_ELEMENTS //
     num_g``, rounded down to whole ``ROW_BLOCK`` blocks) are computed on the device the features are
-    on (a CUDA chunk is also ranked there) and reduced to per-query statistics before the next chunk,
-    so memory beyond the features is the prepared gallery (a normalised copy for cosine), one
-    (chunk_rows, num_g) chunk and the sort buffers. Arguments and result as :func:`evaluate_rank`;
-    ``metric`` as :func:`pairwise_distance`.
+    on and reduced to their good matches' positions by counting, on that device too (CUDA features
+    never leave the GPU: feature chunks in, positions out), before the next chunk. Memory beyond the
+    features is the prepared gallery (a normalised copy for cosine), one (chunk_rows, num_g) chunk and
+    the counting buffers. Arguments and result as :func:`evaluate_rank`; ``metric`` as
+    :func:`pairwise_distance`.
 
     The result is exactly that of evaluate_rank on the full matrix: pairwise_distance gives a query's
-    row the same bits in a chunk as in the whole matrix (its fixed ``ROW_BLOCK``), and the ranking and
+    row the same bits in a chunk as in the whole matrix (its fixed ``ROW_BLOCK``), and the counting and
     the reductions are evaluate_rank's own.
     """
     qf, gf, (q_pids, g_pids, q_camids, g_camids), max_rank, chunk_rows = _checked_features(
@@ -585,36 +664,40 @@ def evaluate_features(
     num_q, num_g = qf.shape[0], gf.shape[0]
     q_pids, g_pids = _encode(q_pids, g_pids)
     q_camids, g_camids = _encode(q_camids, g_camids)
-    on_gpu = qf.is_cuda
-    if on_gpu:
-        q_pids, g_pids, q_camids, g_camids = (
-            torch.as_tensor(a.astype(np.int64), device=qf.device)
-            for a in (q_pids, g_pids, q_camids, g_camids)
-        )
-        chunk_matches, rank_rows, buf = _chunk_matches_torch, max(1, CHUNK_ELEMENTS // max(num_g, 1)), None
-    else:
-        chunk_matches, rank_rows = _chunk_matches_numpy, max(1, CPU_CHUNK_ELEMENTS // max(num_g, 1))
-        buf = np.empty((min(rank_rows, num_q), num_g), dtype=np.uint64)  # sort keys, reused
-
     dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
     qf, gallery = qf.to(dtype), _Gallery(gf.to(dtype), metric)  # the gallery side prepared once
     acc = _Accumulator(min(max_rank, num_g))
-    for s in range(0, num_q, chunk_rows):
-        e = min(s + chunk_rows, num_q)
-        dist = gallery.distances(qf[s:e])  # (R, num_g) float32, as pairwise_distance's rows
-        if not on_gpu:
-            dist = dist.numpy()
-        if on_gpu and bool(torch.isnan(dist).any()):
-            _raise_on_nan_features(dist, s)
-        for r in range(0, e - s, rank_rows):  # rank in cache-sized pieces (CPU) / sort-sized (GPU)
-            t = min(r + rank_rows, e - s)
-            if not on_gpu and np.isnan(dist[r:t]).any():  # checked while the piece is in cache
+    if _torch_counting(qf.device):
+        ids = [torch.as_tensor(a.astype(np.int64), device=qf.device) for a in (q_pids, q_camids)]
+        g_ids = [torch.as_tensor(a.astype(np.int64), device=qf.device) for a in (g_pids, g_camids)]
+        rank_rows = max(1, CHUNK_ELEMENTS // max(num_g, 1))
+        for s in range(0, num_q, chunk_rows):
+            dist = gallery.distances(qf[s : s + chunk_rows])  # (R, num_g) float32, as pairwise_distance's
+            if bool(torch.isnan(dist).any()):
                 _raise_on_nan_features(dist, s)
-            rows, cols, junk = chunk_matches(
-                dist[r:t], q_pids[s + r : s + t], q_camids[s + r : s + t], g_pids, g_camids, buf
-            )
-            acc.add(rows, cols, junk, t - r, last=e == num_q and t == e - s)
-        del dist
+            for r in range(0, len(dist), rank_rows):  # counted in pieces of bounded size
+                a, b = s + r, s + min(r + rank_rows, len(dist))
+                acc.add(
+                    *_chunk_matches_torch(dist[r : r + rank_rows], ids[0][a:b], ids[1][a:b], *g_ids), b - a
+                )
+        return acc.result(num_q, num_g, mode)
+
+    matches = _Matches(q_pids, g_pids, q_camids, g_camids)
+    rank_rows = max(1, CPU_CHUNK_ELEMENTS // max(num_g, 1))
+    with _Workers(num_g) as workers:
+        for s in range(0, num_q, chunk_rows):
+            dist = gallery.distances(qf[s : s + chunk_rows]).numpy()  # (R, num_g) float32
+
+            def task(r: int, buf: np.ndarray, dist=dist, s=s):
+                found = _chunk_matches_numpy(dist[r : r + rank_rows], matches, s + r, buf)
+                if found is None:
+                    _raise_on_nan_features(dist, s)
+                return found
+
+            pieces = range(0, len(dist), rank_rows)
+            for (rows, fpos), r in zip(workers.map(task, pieces), pieces, strict=True):
+                acc.add(rows, fpos, min(rank_rows, len(dist) - r))
+            del dist
     return acc.result(num_q, num_g, mode)
 
 
@@ -654,6 +737,57 @@ def _raise_on_nan_features(dist, start: int) -> None:
     )
 
 
+def _torch_counting(device: torch.device) -> bool:
+    """Whether tensors on ``device`` are counted with torch where they are (CUDA) rather than moved
+    to numpy (CPU). The tests run the torch path on CPU by patching this."""
+    return device.type != "cpu"
+
+
+class _Workers:
+    """``fn(item, buffer)`` over items, results in order, on up to ``torch.get_num_threads()`` threads
+    (numpy releases the GIL in its loops); each running call has a zeroed (rows, padded num_g) bool
+    buffer of its own, whose columns past num_g stay zero (see _count_positions)."""
+
+    def __init__(self, num_g: int) -> None:
+        width = _padded_width(num_g)
+        self.shape = (max(1, COMPARE_BYTES // width), width)
+        self.threads = max(1, torch.get_num_threads())
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        self.pool: ThreadPoolExecutor | None = None  # started by the first map of several items
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _call(self, fn, item):
+        try:
+            buf = self.free.get_nowait()
+        except queue.Empty:
+            buf = np.zeros(self.shape, dtype=bool)
+        try:
+            return fn(item, buf)
+        finally:
+            self.free.put(buf)
+
+    def map(self, fn, items):
+        items = list(items)
+        if self.threads == 1 or len(items) < 2:
+            yield from (self._call(fn, item) for item in items)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.threads)
+        futures = [self.pool.submit(self._call, fn, item) for item in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 class _Accumulator:
     """Sums of the per-query statistics of blocks of queries, reduced many blocks at a time."""
 
@@ -664,12 +798,17 @@ class _Accumulator:
         self.sum_ap_std = self.sum_ap_off = self.sum_inp = 0.0
         self.pending, self.n_pending, self.rows_pending = [], 0, 0
 
-    def add(self, rows: np.ndarray, cols: np.ndarray, junk: np.ndarray, num_rows: int, last: bool) -> None:
-        """The matches of the next ``num_rows`` queries (rows relative to the block's first query)."""
-        self.pending.append((rows + self.rows_pending, cols, junk))
+    def add(self, rows: np.ndarray, fpos: np.ndarray, num_rows: int) -> None:
+        """The good matches of the next ``num_rows`` queries (rows relative to the block's first query,
+        1-based positions in the filtered lists), sorted by (row, position)."""
+        self.pending.append((rows + self.rows_pending, fpos))
         self.n_pending += len(rows)
         self.rows_pending += num_rows
-        if self.n_pending < CHUNK_ELEMENTS // 8 and not last:
+        if self.n_pending >= CHUNK_ELEMENTS // 8:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        if not self.pending:
             return
         st = _query_stats(*(np.concatenate(p) for p in zip(*self.pending, strict=True)), self.rows_pending)
         self.pending, self.n_pending, self.rows_pending = [], 0, 0
@@ -682,6 +821,7 @@ class _Accumulator:
         self.cmc_hist += np.bincount(first, minlength=self.max_rank + 2)
 
     def result(self, num_q: int, num_g: int, mode: str) -> dict:
+        self._reduce()
         if self.n_valid == 0:
             raise ValueError(
                 f"no query has a valid match in the gallery ({num_q} queries, {num_g} gallery items; a "
