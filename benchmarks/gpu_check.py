@@ -11,7 +11,7 @@ epochs on the fastest path of (a), with ``data.device_augment``, evaluated after
 projected time of the full 120-epoch recipe is 120 x the epoch-2 training time (epoch 1 pays the
 compilation) + 12 x the evaluation time (every 10 epochs).
 (c) ``evaluate_features`` (reidlib.evaluation.metrics) on the GPU (random 2048-d features, cosine) at
-Market-1501 size (3,368 x 15,913) and MSMT17 size (11,659 x 82,161): distances and counting stay on the device;
+Market-1501 size (3,368 x 15,913) and MSMT17 size (11,659 x 82,161), distances and counting on the device:
 seconds, peak GPU memory, and at Market size whether it equals evaluate_rank on the full matrix.
 
 Everything is time-bounded: stages run cheapest first and a compiled measurement is skipped, with
