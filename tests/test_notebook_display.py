@@ -53,6 +53,13 @@ def test_a_bare_figure_text_is_reported_but_not_beside_its_image(tmp_path):
     assert figure_problems([both], [png]) == []
 
 
+def test_a_stray_value_under_a_cell_is_reported_but_not_a_table():
+    path = {"output_type": "execute_result", "data": {"text/plain": "PosixPath('/x/y.png')"}}
+    table = {"output_type": "execute_result", "data": {"text/plain": "   a\n0  1", "text/html": "<table/>"}}
+    assert figure_problems([path], []) == ["a stray value under a cell: \"PosixPath('/x/y.png')\""]
+    assert figure_problems([table], []) == []
+
+
 def test_every_notebook_names_the_reidlib_kernel():
     for path in notebook_paths():
         spec = nbformat.read(path, as_version=4).metadata.kernelspec

@@ -260,8 +260,9 @@ def missing_inputs(job: NotebookJob) -> str | None:
 
 def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) -> list[str]:
     """What a reader of the notebook would miss: each PNG in ``pngs`` (the figures the notebook wrote)
-    must appear, byte for byte, as an ``image/png`` output among ``outputs``, and no output may be a
-    bare ``<Figure ...>`` text (a figure that was never drawn). Empty when all is well."""
+    must appear, byte for byte, as an ``image/png`` output among ``outputs``, no output may be a bare
+    ``<Figure ...>`` text (a figure that was never drawn), and no cell may end with a value that has no
+    rich display (a ``PosixPath``, a dict). Empty when all is well."""
     shown, problems = set(), []
     for output in outputs:
         data = output.get("data", {})
@@ -272,6 +273,9 @@ def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) 
             text = "".join(text) if isinstance(text, list) else text
             if "<Figure size" in text:
                 problems.append(f"a figure is shown as text, not as an image: {text.strip()[:60]!r}")
+        if output.get("output_type") == "execute_result" and set(data) <= {"text/plain"}:
+            # a value a cell happened to end with (a path, a dict): a table or a figure has a rich form
+            problems.append(f"a stray value under a cell: {''.join(data.get('text/plain', ''))[:60]!r}")
     for png in sorted(pngs):
         if png.read_bytes() not in shown:
             problems.append(f"{_show(png)} was written but is not displayed in the notebook")
