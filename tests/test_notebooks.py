@@ -99,7 +99,7 @@ def test_unknown_parameter_is_refused_before_anything_runs(fake_notebooks, tmp_p
 def test_run_executes_with_parameters_into_the_run_folder(fake_notebooks, tmp_path):
     code = (
         "from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
-        "Path(output_dir, 'ran.txt').write_text(str(x))"
+        "_ = Path(output_dir, 'ran.txt').write_text(str(x))"  # no stray value under the cell
     )
     _write_notebook(fake_notebooks, "01_first", code, "x: 2\n")
     run_dir = notebooks.run("demo", overrides=["x=5"], out=tmp_path / "run")
