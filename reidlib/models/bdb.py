@@ -25,7 +25,7 @@ from typing import Literal, get_args
 from torch import Tensor
 
 from reidlib.erasing import Erase, random_block_mask
-from reidlib.models.backbone import ResNetBackbone, bottleneck
+from reidlib.models.backbone import bottleneck, build_backbone
 from reidlib.models.heads import BNNeck, ReductionHead, global_avg_pool, global_max_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
@@ -58,7 +58,7 @@ class BatchDropBlock(ReIDNetwork):
         check_fraction("w_ratio", w_ratio, closed=True)
         check_choice("head", head, BDB_HEADS)
         check_flag("detach_branches", detach_branches)
-        self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.backbone = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels
         self.head, self.detach_branches = head, detach_branches
         reduced = head == "reduction"

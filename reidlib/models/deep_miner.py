@@ -9,6 +9,10 @@ in PLR-OSNet). Copies start from G's weights and are not shared in training (sec
 
 Every branch gets CE + soft-margin triplet + center loss (eq. 2); the test embedding concatenates every
 branch's after-BN feature (docs/reading-the-papers.md#deep-miner-test-embedding).
+With ``backbone="mobilenet_v2"`` the blocks are MobileNetV2's cut (:mod:`reidlib.models.backbone`): ATT
+follows B2 = ``features[4:7]`` (32 channels, 1/8) and B3 = ``features[7:14]`` (96 channels, 1/16);
+``ie_b2`` copies B3 + ATT + B4 (``features[7:19]``), ``ie_b3`` and the local branch copy B4
+(``features[14:19]``, 1280 channels).
 Tables 1-4 are ``ie_blocks``, ``local`` and ``attention``;
 ``cham_activation`` is the reading of CHAM's activation (:class:`ChannelAttention`), and
 ``detach_branches=True`` (a control) stops the IE and local branches' gradients at G's maps.
@@ -30,7 +34,7 @@ from reidlib.models.attention import (
     ChamActivation,
     build_attention,
 )
-from reidlib.models.backbone import ResNetBackbone
+from reidlib.models.backbone import build_backbone
 from reidlib.models.heads import BNNeck, global_max_pool, stripe_avg_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import BranchOutput, ModelOutput
@@ -94,7 +98,7 @@ class DeepMiner(ReIDNetwork):
         ie_blocks = tuple(sorted(set(blocks)))
         if local and (not isinstance(num_stripes, int) or num_stripes < 1):
             raise ValueError(f"num_stripes: expected a positive int, got {num_stripes!r}")
-        net = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        net = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         self.stem = net.stem
         self.stages = nn.ModuleList(
             nn.Sequential(

@@ -23,7 +23,9 @@ class ReIDNetwork(nn.Module):
     ``feature_maps(images)`` has the same keys for the same roles in every network, so a figure never
     asks which network it holds:
 
-    - ``b1``..``b4``: Y_1..Y_4, the outputs of the ResNet blocks B1..B4 as the global branch sees them
+    - ``b1``..``b4``: Y_1..Y_4, the outputs of the backbone's blocks B1..B4 (a ResNet's
+      ``layer1``..``layer4``; MobileNetV2's cut in :mod:`reidlib.models.backbone`) as the global branch
+      sees them
       (after Deep Miner's attention modules); the global branch pools ``b4``;
     - one key per erasing branch, the branch's name (``bs``, ``ms``, ``drop``, ``ie_b2``, ``ie_b3``):
       the map that branch's :class:`~reidlib.erasing.Erase` reads, before erasing.
@@ -43,7 +45,7 @@ class ReIDNetwork(nn.Module):
         if key in self.map_notes:
             return self.map_notes[key]
         if key in {"b1", "b2", "b3", "b4"}:
-            return f"Y_{key[1]}, the output of ResNet block B{key[1]}"
+            return f"Y_{key[1]}, the output of backbone block B{key[1]}"
         raise KeyError(f"{type(self).__name__} has no feature map {key!r}")
 
     @staticmethod

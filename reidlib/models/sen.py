@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from reidlib.erasing import Erase, low_activation_mask, top_activation_mask
-from reidlib.models.backbone import ResNetBackbone, bottleneck
+from reidlib.models.backbone import bottleneck, build_backbone
 from reidlib.models.heads import BNNeck, global_avg_pool, global_max_pool
 from reidlib.models.network import ReIDNetwork, check_num_classes
 from reidlib.models.outputs import ModelOutput
@@ -57,7 +57,7 @@ class SEN(ReIDNetwork):
         check_flag("detach_branches", detach_branches)
         self.detach_branches = detach_branches
         check_number("p", p, Bounds(0.0, low_open=True))  # the exponent of F(A) (eq. 1)
-        self.backbone = ResNetBackbone(backbone, pretrained=pretrained, last_stride=last_stride)
+        self.backbone = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         c = self.backbone.out_channels
         self.global_neck = BNNeck(c, num_classes)
         self.feat_dims = {"global": c}

@@ -40,6 +40,7 @@ from reidlib.evaluation.features import evaluate_network
 from reidlib.evaluation.reranking import check_rerank_memory
 from reidlib.models import ReIDNetwork, build_model
 from reidlib.models.outputs import BranchOutput
+from reidlib.models.weights import weights_record
 from reidlib.training.branch_grads import log_branch_grads
 from reidlib.training.checkpoint import (
     CheckpointInfo,
@@ -210,6 +211,7 @@ def _params(recipe: Recipe, dataset: ReidDataset, runtime: Runtime, ctx: DistCon
         dataset={"name": d.dataset, "root": str(dataset.root), **dataset.stats()},
         runtime={"amp": str(runtime.amp_dtype), "channels_last": runtime.channels_last, "compile": t.compile},
         environment=environment(runtime.device),
+        weights=weights_record(recipe.model.backbone, recipe.model.pretrained),
     )
 
 

