@@ -55,7 +55,7 @@ test: install
 	$(PY) -m pytest --nbval-lax notebooks
 
 test-fast: install
-	$(PY) -m pytest tests -m "not slow" -q
+	$(PY) -m pytest tests -m "not slow" -q -n 2
 
 # JupyterLab on localhost at the repository root: notebooks/ to step through, results/ for the executed
 # demos; the kernel `reidlib` (LAB_ARGS: e.g. --no-browser --port 8899)

@@ -130,6 +130,7 @@ def test_deep_miner_copies_the_later_blocks_and_attends_after_b2_and_b3():
     assert shared == {id(p) for m in (dm.stem, *dm.stages[:2]) for p in m.parameters()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_the_network_trains_a_step_on_the_tiny_synthetic_set(name, tiny_synthetic, tmp_path):
     recipe = load_recipe(
@@ -294,6 +295,7 @@ def test_pretrained_true_looks_in_the_torch_cache_and_says_how_to_get_the_file(t
     assert mnv2("baseline", pretrained=True).backbone.out_channels == 1280
 
 
+@pytest.mark.slow
 def test_params_json_records_the_weights_sha256(tiny_synthetic, tmp_path):
     weights = save_legacy(deep_sort_state(seed=11), tmp_path / "w.pt")
     recipe = load_recipe(

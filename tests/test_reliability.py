@@ -316,6 +316,7 @@ def test_stale_temporaries_are_removed_when_the_folder_is_opened(tiny_synthetic,
     assert not stale.exists() and (out / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_yaml_with_a_duplicate_key_is_refused(tmp_path, capsys):
     path = tmp_path / "dup.yaml"
     path.write_text("base: smoke\noptim:\n  lr: 1.0e-3\n  epochs: 2\n  lr: 2.0e-3\n")

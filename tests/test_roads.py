@@ -149,6 +149,7 @@ def test_outputs_never_replace_a_runs_records(finished_run, tmp_path, capsys):
     assert "rank1" in json.loads(mine.read_text())
 
 
+@pytest.mark.slow
 def test_evaluating_into_a_run_folder_waits_for_no_writer(finished_run, capsys):
     ckpt = ["--checkpoint", str(finished_run / "last.pt"), "--device", "cpu", "--workers", "0"]
     with _live_writer(finished_run) as writer:
@@ -161,6 +162,7 @@ def test_evaluating_into_a_run_folder_waits_for_no_writer(finished_run, capsys):
 # ------------------------------------------------------------ 3. a run that can always finish
 
 
+@pytest.mark.slow
 def test_a_run_whose_metrics_write_failed_finishes_on_resume(finished_run, tiny_synthetic, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
