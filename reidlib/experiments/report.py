@@ -37,7 +37,7 @@ def _pair(a: float, b: float) -> str:
 
 
 def _signed_pair(a: float, b: float) -> str:
-    return "reference" if a == 0 and b == 0 else f"{a:+.1f} / {b:+.1f}"
+    return f"{a:+.1f} / {b:+.1f}"
 
 
 def results_table(runs: pd.DataFrame, reference: str = "bot") -> pd.DataFrame:
