@@ -42,15 +42,48 @@ def tiny_recipe(root: Path, *overrides: str) -> Recipe:
     return load_recipe("smoke", tiny_overrides(root, *overrides))
 
 
-def poison_from(monkeypatch, call: int) -> None:
-    """Make the loss NaN from the ``call``-th criterion call on (3 calls per tiny epoch)."""
+def scale_loss_from(monkeypatch, call: int, factor: float) -> None:
+    """Multiply the loss by ``factor`` from the ``call``-th criterion call on (3 calls per tiny epoch)."""
     original, calls = Criterion.forward, []
 
-    def poisoned(self, outputs, pids):
+    def scaled(self, outputs, pids):
         total, logs = original(self, outputs, pids)
         calls.append(1)
         if len(calls) < call:
             return total, logs
-        return total * float("nan"), logs | {"total": logs["total"] * float("nan")}
+        return total * factor, logs | {"total": logs["total"] * factor}
 
-    monkeypatch.setattr(Criterion, "forward", poisoned)
+    monkeypatch.setattr(Criterion, "forward", scaled)
+
+
+def poison_from(monkeypatch, call: int) -> None:
+    """Make the loss NaN from the ``call``-th criterion call on (3 calls per tiny epoch)."""
+    scale_loss_from(monkeypatch, call, float("nan"))
+
+
+def cli_sets(root: Path, *overrides: str) -> list[str]:
+    """:func:`tiny_overrides` as command-line ``--set`` arguments."""
+    return [arg for o in tiny_overrides(root, *overrides) for arg in ("--set", o)]
+
+
+def error_line(capsys) -> str:
+    """The one line a failed command printed on stderr (no traceback)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def interrupt_at(call: int):
+    """An optimiser step raising KeyboardInterrupt at its ``call``-th call (patched over the engine's)."""
+    from reidlib.training import engine
+
+    original, calls = engine._optimizer_step, []
+
+    def step(state, total):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(state, total)
+
+    return step

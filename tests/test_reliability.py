@@ -24,18 +24,7 @@ from reidlib.training.runfolder import RunFolderError
 from reidlib.utils.errors import one_line
 from reidlib.utils.fileio import atomic_write_text
 
-from conftest import poison_from, tiny_overrides, tiny_recipe
-
-
-def _sets(root, *overrides: str) -> list[str]:
-    return [arg for o in tiny_overrides(root, *overrides) for arg in ("--set", o)]
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+from conftest import cli_sets, error_line, interrupt_at, poison_from, tiny_recipe
 
 
 def _numbers(folder) -> dict:
@@ -63,9 +52,9 @@ def test_a_finished_run_is_kept_unless_overwrite_is_asked(tiny_synthetic, tmp_pa
     with pytest.raises(RunFolderError, match="holds a finished run.*--overwrite"):
         train(recipe, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic, "optim.epochs=1")]
+    args = ["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic, "optim.epochs=1")]
     assert main(args) == 2
-    assert "holds a finished run" in _error_line(capsys)
+    assert "holds a finished run" in error_line(capsys)
     (out / "report").mkdir()  # what else lives in the folder stays
     train(recipe, out, overwrite=True)
     params = json.loads((out / "params.json").read_text())
@@ -91,7 +80,7 @@ def test_a_started_run_is_refused_too(tiny_synthetic, tmp_path):
 @pytest.mark.slow
 def test_a_resume_with_a_changed_recipe_is_refused_naming_each_key(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(4))
+    monkeypatch.setattr(engine, "_optimizer_step", interrupt_at(4))
     with pytest.raises(KeyboardInterrupt):
         train(tiny_recipe(tiny_synthetic), out)
     monkeypatch.undo()
@@ -116,27 +105,15 @@ def test_a_resume_with_a_changed_recipe_is_refused_naming_each_key(tiny_syntheti
 # ----------------------------------------------------------------------------- one error path
 
 
-def _interrupt_at(call: int):
-    original, calls = engine._optimizer_step, []
-
-    def step(state, total):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return original(state, total)
-
-    return step
-
-
 @pytest.mark.slow
 def test_ctrl_c_mid_epoch_exits_130_in_one_line_and_resumes_to_the_same_numbers(
     tiny_synthetic, whole_run, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "run"
-    args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]
-    monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(5))  # epoch 2, 2nd iteration
+    args = ["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic)]
+    monkeypatch.setattr(engine, "_optimizer_step", interrupt_at(5))  # epoch 2, 2nd iteration
     assert main(args) == 130
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "interrupted in epoch 2" in line and "last.pt holds epoch 1: continue with --resume" in line
     monkeypatch.undo()
     assert main([*args, "--resume"]) == 0
@@ -147,10 +124,10 @@ def test_ctrl_c_mid_epoch_exits_130_in_one_line_and_resumes_to_the_same_numbers(
 
 @pytest.mark.slow
 def test_ctrl_c_before_any_checkpoint_says_to_start_again(tiny_synthetic, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(1))
+    monkeypatch.setattr(engine, "_optimizer_step", interrupt_at(1))
     out = tmp_path / "run"
-    assert main(["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]) == 130
-    assert "no checkpoint was written yet: start again with --overwrite" in _error_line(capsys)
+    assert main(["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic)]) == 130
+    assert "no checkpoint was written yet: start again with --overwrite" in error_line(capsys)
 
 
 @pytest.mark.slow
@@ -170,8 +147,8 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
-    assert main(["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]) == 2
-    line = _error_line(capsys)
+    assert main(["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic)]) == 2
+    line = error_line(capsys)
     assert "epoch 2" in line and "No space left on device" in line and "holds epoch 1" in line
     assert (out / "last.pt").read_bytes() == before[0] and load_checkpoint(out / "last.pt")["epoch"] == 1
     assert not list(out.glob(".*.tmp")) and not (out / "metrics.json").exists()
@@ -181,9 +158,9 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(
 def test_a_diverging_loss_is_one_line_naming_the_epoch(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     poison_from(monkeypatch, 4)
-    args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic, "optim.epochs=3")]
+    args = ["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic, "optim.epochs=3")]
     assert main(args) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "epoch 2: the training loss became non-finite" in line and "holds epoch 1" in line
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
@@ -192,9 +169,9 @@ def test_a_diverging_loss_is_one_line_naming_the_epoch(tiny_synthetic, tmp_path,
 def test_a_file_that_is_not_a_checkpoint_is_one_line(whole_run, tmp_path, capsys):
     for given in (whole_run / "params.json", whole_run, tmp_path / "missing.pt"):
         assert main(["evaluate", "--checkpoint", str(given), "--device", "cpu", "--workers", "0"]) == 2
-        assert str(given) in _error_line(capsys)
+        assert str(given) in error_line(capsys)
     assert main(["export", "--checkpoint", str(whole_run / "last.pt"), "--onnx", str(tmp_path)]) == 2
-    assert "is a folder, expected a file" in _error_line(capsys)
+    assert "is a folder, expected a file" in error_line(capsys)
 
 
 @pytest.mark.slow
@@ -204,8 +181,8 @@ def test_a_resume_from_a_broken_last_pt_is_one_line(tiny_synthetic, tmp_path, ca
     (out / "metrics.json").unlink()
     (out / "last.pt").write_text("{}")
     args = ["train", "--config", "smoke", "--out", str(out), "--resume"]
-    assert main([*args, *_sets(tiny_synthetic, "optim.epochs=1")]) == 2
-    assert "last.pt: cannot read checkpoint" in _error_line(capsys)
+    assert main([*args, *cli_sets(tiny_synthetic, "optim.epochs=1")]) == 2
+    assert "last.pt: cannot read checkpoint" in error_line(capsys)
 
 
 class _Payload:
@@ -222,8 +199,8 @@ def test_a_malicious_pickle_as_pretrained_weights_is_refused_in_one_line(tiny_sy
     evil, marker = tmp_path / "weights.pt", tmp_path / "ran"
     torch.save({"conv1.weight": _Payload(marker)}, evil)  # a real torch zip archive, code inside
     args = ["train", "--config", "smoke", "--out", str(tmp_path / "run")]
-    assert main([*args, *_sets(tiny_synthetic, f"model.pretrained={evil}")]) == 2
-    line = _error_line(capsys)
+    assert main([*args, *cli_sets(tiny_synthetic, f"model.pretrained={evil}")]) == 2
+    line = error_line(capsys)
     assert str(evil) in line and "cannot read torchvision resnet18 weights" in line
     assert not marker.exists()
 
@@ -270,15 +247,15 @@ def test_a_truncated_query_image_stops_the_run_before_training(tiny_synthetic, t
     root, victim = _with_a_truncated_query_image(tiny_synthetic, tmp_path)
     monkeypatch.setattr(engine, "_train_epoch", lambda *a: pytest.fail("an epoch started"))
     out = tmp_path / "run"
-    assert main(["train", "--config", "smoke", "--out", str(out), *_sets(root, "data.workers=2")]) == 2
-    line = _error_line(capsys)
+    assert main(["train", "--config", "smoke", "--out", str(out), *cli_sets(root, "data.workers=2")]) == 2
+    line = error_line(capsys)
     assert str(victim) in line and "query split" in line
     assert not (out / "log.jsonl").exists()
     args = ["evaluate", "--checkpoint", "unused.pt", "--workers", "2", "--root", str(root)]
     monkeypatch.setattr(engine, "load_network", lambda *a, **k: (None, tiny_recipe(root)))
     monkeypatch.setattr(engine, "resolve_runtime", lambda *a: types.SimpleNamespace(place=lambda m: m))
     assert main(args) == 2
-    assert str(victim) in _error_line(capsys)
+    assert str(victim) in error_line(capsys)
 
 
 @pytest.mark.slow
@@ -323,7 +300,7 @@ def test_yaml_with_a_duplicate_key_is_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"dup.yaml: duplicate key 'lr' \(line 5\)"):
         load_recipe(path)
     assert main(["train", "--config", str(path)]) == 2
-    assert "duplicate key 'lr'" in _error_line(capsys)
+    assert "duplicate key 'lr'" in error_line(capsys)
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         load_recipe("smoke", ["model.options={a: 1, a: 2}"])
     assert yaml.safe_load("a: 1\na: 2\n") == {"a": 2}  # what plain YAML would have done

@@ -35,35 +35,18 @@ from reidlib.notebooks.runner import NotebookRunError, plan
 from reidlib.training import engine, schedule
 from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
-from reidlib.training.losses import Criterion
 from reidlib.training.runfolder import read_log
 from reidlib.utils.threads import set_torch_threads
 
-from conftest import poison_from, tiny_overrides, tiny_recipe
-
-
-def _sets(root, *overrides: str) -> list[str]:
-    return [arg for o in tiny_overrides(root, *overrides) for arg in ("--set", o)]
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
-
-
-def _interrupt_at(call: int):
-    original, calls = engine._optimizer_step, []
-
-    def step(state, total):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return original(state, total)
-
-    return step
-
+from conftest import (
+    cli_sets,
+    error_line,
+    interrupt_at,
+    poison_from,
+    scale_loss_from,
+    tiny_overrides,
+    tiny_recipe,
+)
 
 # ------------------------------------------------------------ 1. one writer per run folder
 
@@ -93,8 +76,8 @@ def _live_writer(folder):
 @pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    args = ["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic)]
-    monkeypatch.setattr(engine, "_optimizer_step", _interrupt_at(4))  # stopped in epoch 2: last.pt at 1
+    args = ["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic)]
+    monkeypatch.setattr(engine, "_optimizer_step", interrupt_at(4))  # stopped in epoch 2: last.pt at 1
     assert main(args) == 130
     monkeypatch.undo()
     capsys.readouterr()
@@ -103,7 +86,7 @@ def test_a_second_writer_is_refused_naming_the_pid(tiny_synthetic, tmp_path, mon
         temp.write_bytes(b"half a checkpoint")
         for extra in (["--resume"], ["--overwrite"], []):
             assert main([*args, *extra]) == 2
-            line = _error_line(capsys)
+            line = error_line(capsys)
             assert str(out) in line and f"process {writer.pid}" in line, line
         assert temp.exists() and not (out / "metrics.json").exists()
         writer.send_signal(signal.SIGKILL)  # killed: its lock file stays, with a dead PID in it
@@ -137,13 +120,13 @@ def test_outputs_never_replace_a_runs_records(finished_run, tmp_path, capsys):
     ):
         for overwrite in ([], ["--overwrite"]):
             assert main([*command, *overwrite]) == 2, command
-            line = _error_line(capsys)
+            line = error_line(capsys)
             assert "would replace the run's own" in line and str(run) in line, line
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     mine = tmp_path / "eval.json"
     mine.write_text("mine")
     assert main(["evaluate", *ckpt, "--out", str(mine)]) == 2
-    assert "eval.json: exists; pass --overwrite" in _error_line(capsys)
+    assert "eval.json: exists; pass --overwrite" in error_line(capsys)
     assert mine.read_text() == "mine"
     assert main(["evaluate", *ckpt, "--out", str(mine), "--overwrite"]) == 0
     assert "rank1" in json.loads(mine.read_text())
@@ -154,7 +137,7 @@ def test_evaluating_into_a_run_folder_waits_for_no_writer(finished_run, capsys):
     ckpt = ["--checkpoint", str(finished_run / "last.pt"), "--device", "cpu", "--workers", "0"]
     with _live_writer(finished_run) as writer:
         assert main(["evaluate", *ckpt, "--rerank", "--out", str(finished_run / "rerank.json")]) == 2
-        assert f"in use by process {writer.pid}" in _error_line(capsys)
+        assert f"in use by process {writer.pid}" in error_line(capsys)
     assert main(["evaluate", *ckpt, "--rerank", "--out", str(finished_run / "rerank.json")]) == 0
     assert (finished_run / "rerank.json").is_file() and not (finished_run / ".lock").exists()
 
@@ -177,7 +160,7 @@ def test_a_run_whose_metrics_write_failed_finishes_on_resume(finished_run, tiny_
         "--out",
         str(out),
         "--resume",
-        *_sets(tiny_synthetic, "optim.epochs=1"),
+        *cli_sets(tiny_synthetic, "optim.epochs=1"),
     ]
     assert main(args) == 0
     assert "run folder" in capsys.readouterr().out
@@ -201,14 +184,14 @@ def test_yaml_aliases_are_refused_and_a_shown_value_is_bounded(tmp_path, capsys)
     with pytest.raises(ConfigError, match=r"laughs.yaml: line 4: YAML aliases \(\*l0\) are not accepted"):
         load_recipe(path)
     assert main(["train", "--config", str(path)]) == 2
-    assert len(_error_line(capsys)) < 400
+    assert len(error_line(capsys)) < 400
     with pytest.raises(ConfigError, match="aliases"):
         load_recipe("smoke", ["data.root=[&a [1, 2], *a]"])
     with pytest.raises(ConfigError, match=r"unknown key 'model.options.<<'"):  # a key, no YAML 1.1 merge
         load_recipe("smoke", ["model.options={<<: {a: 1}}"])
     long = "[" + ", ".join(["x" * 10] * 400) + "]"  # 4.8 kB
     assert main(["train", "--config", "smoke", "--set", f"data.root={long}"]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "data.root: expected" in line and len(line) < 600
 
 
@@ -255,8 +238,8 @@ def test_base_paths_are_read_from_the_recipe_files_folder(tmp_path, monkeypatch)
 def test_a_runs_name_cannot_leave_the_results_root(name, tiny_synthetic, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REIDLIB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(engine, "_train_opened", lambda *a, **k: pytest.fail("training started"))
-    assert main(["train", "--config", "smoke", "--set", f"name={name}", *_sets(tiny_synthetic)]) == 2
-    line = _error_line(capsys)
+    assert main(["train", "--config", "smoke", "--set", f"name={name}", *cli_sets(tiny_synthetic)]) == 2
+    line = error_line(capsys)
     assert f"name: {name!r} would put the run folder outside" in line
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("**/escaped*"))
 
@@ -268,7 +251,7 @@ def test_epochs_below_the_warm_up_are_refused_naming_the_keys_to_set(capsys):
     with pytest.raises(ConfigError, match=r"optim.warmup_epochs: 10 warm-up epochs .* optim.epochs=2.*set"):
         load_recipe("bot_market1501_cpu", ["optim.epochs=2"])
     assert main(["train", "--config", "bot_market1501_cpu", "--set", "optim.epochs=2"]) == 2
-    assert "optim.warmup_epochs" in _error_line(capsys)
+    assert "optim.warmup_epochs" in error_line(capsys)
     short = load_recipe("bot_market1501_cpu", ["optim.epochs=2", "optim.warmup_epochs=1"])
     assert "optim.epochs=2" in short.description and "optim.warmup_epochs=1" in short.description
     assert "20 epochs" in short.description  # the recipe's words, then what was changed
@@ -284,36 +267,25 @@ def test_epochs_below_the_warm_up_are_refused_naming_the_keys_to_set(capsys):
         load_recipe(shipped, tiny_overrides("x", "optim.epochs=1"))
 
 
-def _grow_from(monkeypatch, call: int, factor: float) -> None:
-    """Scale the loss by ``factor`` from the ``call``-th criterion call on (3 calls per tiny epoch)."""
-    original, calls = Criterion.forward, []
-
-    def grown(self, outputs, pids):
-        total, logs = original(self, outputs, pids)
-        calls.append(1)
-        if len(calls) < call:
-            return total, logs
-        return total * factor, logs | {"total": logs["total"] * factor}
-
-    monkeypatch.setattr(Criterion, "forward", grown)
-
-
 @pytest.mark.slow
 def test_a_loss_growing_by_orders_of_magnitude_stops_the_run(tiny_synthetic, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    _grow_from(monkeypatch, 4, 1e5)
+    scale_loss_from(monkeypatch, 4, 1e5)
     assert (
-        main(["train", "--config", "smoke", "--out", str(out), *_sets(tiny_synthetic, "optim.epochs=3")]) == 2
+        main(["train", "--config", "smoke", "--out", str(out), *cli_sets(tiny_synthetic, "optim.epochs=3")])
+        == 2
     )
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "epoch 2: the training loss grew" in line and "lr 1.00e-04" in line and "holds epoch 1" in line, (
         line
     )
     assert load_checkpoint(out / "last.pt")["epoch"] == 1 and not (out / "metrics.json").exists()
     monkeypatch.undo()
     poison_from(monkeypatch, 4)
-    assert main(["train", "--config", "smoke", "--out", str(out), "--overwrite", *_sets(tiny_synthetic)]) == 2
-    line = _error_line(capsys)
+    assert (
+        main(["train", "--config", "smoke", "--out", str(out), "--overwrite", *cli_sets(tiny_synthetic)]) == 2
+    )
+    line = error_line(capsys)
     assert "epoch 2: the training loss became non-finite" in line and "lr 1.00e-04" in line, line
 
 
@@ -343,7 +315,7 @@ def test_folder_check_trains_a_market_layout_folder_and_says_whether_it_learns(
     recipe = load_recipe("folder_check")
     assert (recipe.data.dataset, recipe.data.root, recipe.train.max_iters_per_epoch) == ("folder", None, 60)
     assert main(["train", "--config", "folder_check", "--out", str(tmp_path / "x")]) == 2
-    assert "--data-root" in _error_line(capsys)
+    assert "--data-root" in error_line(capsys)
     short = ["--set", "optim.epochs=2", "--set", "train.max_iters_per_epoch=2", "--set", "data.height=64"]
     args = [
         "train",
@@ -386,7 +358,7 @@ def test_data_stats_runs_the_image_checks_training_runs(tiny_synthetic, tmp_path
     for i in range(20):  # zero-byte gallery files
         (root / "bounding_box_test" / f"{9000 + i:04d}_c1s1_000001_00.jpg").write_bytes(b"")
     assert main(["data", "stats", "--dataset", "folder", "--root", str(root)]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "9000_c1s1_000001_00.jpg (gallery split)" in line and "and 19 more bad files" in line
 
 
@@ -399,7 +371,7 @@ def test_synth_overwrite_removes_only_the_synthetic_sets_own_files(tmp_path, cap
     extra.write_bytes((out / "query" / sorted(p.name for p in (out / "query").iterdir())[0]).read_bytes())
     capsys.readouterr()
     assert main(["data", "synth", "--out", str(out), "--ids", "3", "--overwrite"]) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "files the synthetic set did not write" in line and "notes.txt" in line, line
     assert notes.read_text() == "mine" and extra.is_file()
     notes.unlink()

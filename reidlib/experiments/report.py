@@ -26,7 +26,7 @@ from reidlib.experiments.runs import PAPER_LABELS, gains_over_reference, run_lab
 from reidlib.training.runfolder import LOG, read_log
 from reidlib.utils.fileio import atomic_write_text
 
-NOTES = "README.md"
+RUN_NOTE = "README.md"
 # The masks each network erases with (notebook 02 draws all of them on every network; a mask a network
 # does not own is a stand-in there, and is left out of the results page).
 OWN_MASKS = {"sen": ("M1", "M2"), "deep_miner": ("ErO Y2", "ErO Y3"), "bdb": ("BDB",)}
@@ -237,7 +237,7 @@ def results_page(root: str | Path, *, shown_root: str | None = None, command: st
     for title, text, table in _sections(folders, labels, list(runs["network"])):
         if not table.empty:
             parts += ["", f"## {title}", "", text, "", markdown_table(table)]
-    notes = [(label, folder / NOTES) for folder, label in zip(folders, labels, strict=True)]
+    notes = [(label, folder / RUN_NOTE) for folder, label in zip(folders, labels, strict=True)]
     notes = [(label, path) for label, path in notes if path.is_file()]
     if notes:
         parts += ["", "## Notes on the runs", "", "Kept beside each run, as the `README.md` of its folder."]
