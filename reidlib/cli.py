@@ -226,7 +226,31 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 def _cmd_notebooks_run(args: argparse.Namespace) -> int:
     from reidlib.notebooks.runner import main
 
-    return main(args.params, args.only, args.set, args.out)
+    return main(args.params, args.only, args.set, args.out, args.overwrite)
+
+
+def _add_notebooks_parser(sub: argparse._SubParsersAction) -> None:
+    nbs = sub.add_parser("notebooks", help="run the notebooks headless with papermill")
+    nsub = nbs.add_subparsers(dest="notebooks_command", required=True)
+    nrun = nsub.add_parser("run", help="execute notebooks/NN_*.ipynb into results/<run_id>/")
+    nrun.add_argument(
+        "--params", default="demo", help="parameter set: notebooks/params/<notebook>/<name>.yaml"
+    )
+    nrun.add_argument("--only", nargs="*", default=[], help="notebook stems or numbers, e.g. 01 03")
+    nrun.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter in every notebook that declares it (repeatable)",
+    )
+    nrun.add_argument("--out", help="run folder (default: results/<params>-<time>)")
+    nrun.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --out even where it holds files the runner did not write (none is removed)",
+    )
+    nrun.set_defaults(func=_cmd_notebooks_run)
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -324,22 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("root", help="a run folder, or a folder holding runs (e.g. a demo's)")
     cp.set_defaults(func=_cmd_compact)
 
-    nbs = sub.add_parser("notebooks", help="run the notebooks headless with papermill")
-    nsub = nbs.add_subparsers(dest="notebooks_command", required=True)
-    nrun = nsub.add_parser("run", help="execute notebooks/NN_*.ipynb into results/<run_id>/")
-    nrun.add_argument(
-        "--params", default="demo", help="parameter set: notebooks/params/<notebook>/<name>.yaml"
-    )
-    nrun.add_argument("--only", nargs="*", default=[], help="notebook stems or numbers, e.g. 01 03")
-    nrun.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a parameter in every notebook that declares it (repeatable)",
-    )
-    nrun.add_argument("--out", help="run folder (default: results/<params>-<time>)")
-    nrun.set_defaults(func=_cmd_notebooks_run)
+    _add_notebooks_parser(sub)
     return p
 
 

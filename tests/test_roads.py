@@ -4,6 +4,7 @@ config, schedules that fit the run, data checks that mean it, notebook parameter
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import shutil
@@ -31,7 +32,8 @@ from reidlib.evaluation.metrics import (
 )
 from reidlib.experiments import runs
 from reidlib.notebooks import runner as nb_runner
-from reidlib.notebooks.runner import NotebookRunError, plan
+from reidlib.notebooks.reporting import MARK, OutputFolderError, mark_output_folder, output_folder
+from reidlib.notebooks.runner import NotebookRunError, check_run_folder, plan
 from reidlib.training import engine, schedule
 from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
@@ -452,13 +454,13 @@ def test_notebook_parameters_are_type_checked_before_any_kernel(fake_notebooks, 
         ("r1=abc", "01_first: parameter r1: expected float, got 'abc' (from --set r1)"),
         ("names=[a, 2]", "parameter names: expected list[str], got ['a', 2]"),
         ("r1=true", "parameter r1: expected float, got True"),
-        ("r1=0o10", None),  # YAML 1.2: 8
+        ("r1=0o0", None),  # YAML 1.2: 0 (1.1: the string "0o0")
         ("output_dir=/tmp/x", "--set output_dir: the runner sets output_dir itself"),
         ("data_root=/no/such/folder", "parameter data_root: /no/such/folder is not a folder"),
         ("checkpoint=/no/such.pt", "parameter checkpoint: /no/such.pt does not exist"),
     ]:
         if words is None:
-            assert plan("demo", overrides=[given])[0].parameters["r1"] == 8
+            assert plan("demo", overrides=[given])[0].parameters["r1"] == 0
             continue
         assert nb_runner.main("demo", [], [given], None) == 2, given
         captured = capsys.readouterr()
@@ -504,3 +506,115 @@ def test_the_runner_makes_its_folders_and_streams_what_cells_print(fake_notebook
     first = next(t for t, text in seen if "epoch 1/2" in text)
     second = next(t for t, text in seen if "epoch 2/2" in text)
     assert second - first > 2  # the first line came while the cell was still running
+
+
+def test_a_notebook_parameter_out_of_its_range_is_refused_in_one_line_before_any_kernel(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setenv("REIDLIB_RESULTS", str(tmp_path / "results"))
+    _no_kernel(monkeypatch)
+    for given, words in [  # the real notebook 02 and its demo parameters
+        ("r2=1.5", "02_erasing_masks: parameter r2: expected a ratio in [0, 1), got 1.5 (from --set r2)"),
+        ("r1_values=[0.1, 1]", "parameter r1_values: expected a ratio in [0, 1), got 1 (in [0.1, 1])"),
+        ("tau=-0.1", "parameter tau: expected a threshold in [0, 1], got -0.1"),
+        ("num_images=0", "parameter num_images: expected a count >= 1, got 0"),
+        ("seed=-1", "parameter seed: expected a seed >= 0, got -1"),
+        ("p=0", "parameter p: expected an exponent >= 1, got 0"),
+    ]:
+        assert nb_runner.main("demo", ["02"], [given], None) == 2, given
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+        assert words in captured.err and captured.out == "", (given, captured.err)
+    assert not (tmp_path / "results").exists()  # refused before any folder was made
+
+
+def test_every_numeric_notebook_parameter_has_one_range():
+    numeric = {
+        name
+        for path in nb_runner.notebook_paths()
+        for name, annotation in nb_runner.declared_types(path).items()
+        if annotation in ("int", "float", "list[int]", "list[float]")
+    }
+    assert numeric == set(nb_runner.RANGES)  # each has a range, and each range a parameter
+    for path in nb_runner.notebook_paths():  # the committed parameter sets are in range
+        for params in nb_runner.available_params(path):
+            plan(params, only=[path.stem])
+
+
+def test_every_notebook_checks_its_parameters_in_its_own_kernel_before_any_work():
+    for path in nb_runner.notebook_paths():
+        code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.stem
+        body = ast.parse(code[1].source).body
+        first_work = next(n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom)))
+        assert ast.unparse(first_work) == f"check_parameters('{path.stem}', globals())", path.stem
+        namespace: dict = {}
+        exec(code[0].source, namespace)  # the parameters cell: what papermill or JupyterLab runs first
+        nb_runner.check_parameters(path.stem, namespace)  # the defaults pass
+        name = next(iter(nb_runner.declared_types(path)))
+        with pytest.raises(NotebookRunError, match=rf"^{path.stem}: parameter {name}: expected "):
+            nb_runner.check_parameters(path.stem, {**namespace, name: {1, 2}})  # of no declared type
+        if "r2" in namespace:  # `papermill notebooks/02_erasing_masks.ipynb ... -p r2 1.5`
+            ratio = r"parameter r2: expected a ratio in \[0, 1\), got 1.5$"
+            with pytest.raises(NotebookRunError, match=ratio):
+                nb_runner.check_parameters(path.stem, {**namespace, "r2": 1.5})
+
+
+# ------------------------------------------------------------ 2. notebooks write into their own folders only
+
+
+def test_a_notebook_writes_only_into_its_own_output_folder(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(
+        OutputFolderError,
+        match=rf"^{theirs}: holds notes.txt, and 02_erasing_masks did not write there \(no \.notebook file "
+        r"naming it\); choose another output_dir, or empty that folder$",
+    ):
+        output_folder("02_erasing_masks", str(theirs))
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]  # nothing written, nothing removed
+    ours = output_folder("02_erasing_masks", str(tmp_path / "new" / "02"))  # made, and marked as its own
+    (ours / "masks.csv").write_text("old")
+    assert output_folder("02_erasing_masks", str(ours)) == ours  # a second run writes over its own outputs
+    with pytest.raises(OutputFolderError, match=r"the output folder of '02_erasing_masks', not 03_training"):
+        output_folder("03_training", str(ours))
+    with pytest.raises(OutputFolderError, match=r"notes.txt: is a file, expected 03_training's output"):
+        output_folder("03_training", str(theirs / "notes.txt"))
+
+
+def test_the_runner_writes_only_where_the_run_folders_files_are_its_own(
+    fake_notebooks, tmp_path, monkeypatch, capsys
+):
+    _notebook(fake_notebooks, "01_first", "pass")
+    _no_kernel(monkeypatch)
+    out = tmp_path / "out"
+    jobs = plan("demo")
+
+    def refused(words: str) -> None:
+        assert nb_runner.main("demo", [], [], str(out)) == 2
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and words in captured.err, captured.err
+        assert "; choose another --out, or pass --overwrite to write over it" in captured.err
+
+    (out / "01_first").mkdir(parents=True)
+    (out / "01_first" / "notes.txt").write_text("mine")
+    refused(f"error: {out / '01_first'}: holds notes.txt, and 01_first did not write there")
+    check_run_folder(out, jobs, overwrite=True)  # --overwrite: written over (nothing removed)
+    (out / "01_first.ipynb").write_text("my notebook")
+    refused(f"{out / '01_first.ipynb'}: not an executed copy of 01_first")
+    (out / "01_first.ipynb").unlink()
+    (out / "run.json").write_text("{}")
+    refused(f"{out / 'run.json'}: not the record of a notebook run")
+    assert (out / "run.json").read_text() == "{}" and not (out / "01_first" / MARK).exists()
+    # a folder the runner filled before output folders were marked: its run.json, or the executed copy
+    (out / "run.json").write_text(json.dumps({"params": "demo", "notebooks": [{"notebook": "01_first"}]}))
+    check_run_folder(out, jobs)
+    (out / "run.json").unlink()
+    copy = nbformat.v4.new_notebook(metadata={"papermill": {"input_path": "/x/notebooks/01_first.ipynb"}})
+    nbformat.write(copy, out / "01_first.ipynb")
+    check_run_folder(out, jobs)
+    (out / "01_first.ipynb").unlink()
+    refused("holds notes.txt")
+    mark_output_folder(out / "01_first", "01_first")  # what the runner does before the kernel starts
+    check_run_folder(out, jobs)

@@ -1,8 +1,9 @@
 """Where a notebook puts what it produces, and the checks that it did.
 
 Every notebook writes into one folder (``output_folder``): figures as PNG, tables as CSV, numbers as
-JSON, each written atomically. Its last cell calls ``check_outputs`` so that a run (papermill, nbval)
-fails when a figure is missing, empty or not the size it should be.
+JSON, each written atomically. The folder is the notebook's own: one that holds files the notebook did
+not write is refused, so a run never writes over anyone else's. Its last cell calls ``check_outputs``
+so that a run (papermill, nbval) fails when a figure is missing, empty or not the size it should be.
 """
 
 from __future__ import annotations
@@ -13,17 +14,56 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reidlib.utils.fileio import atomic_path, atomic_write_json
+from reidlib.utils.fileio import atomic_path, atomic_write_json, atomic_write_text
 from reidlib.utils.paths import results_root
 from reidlib.viz.style import FIGURE_DPI
+
+MARK = ".notebook"  # in a notebook's output folder: the name of the notebook whose outputs it holds
+
+
+class OutputFolderError(ValueError):
+    """A notebook's output folder holds files that notebook did not write."""
+
+
+def foreign_output(folder: str | Path, notebook: str) -> str | None:
+    """Why ``folder`` is not ``notebook``'s own output folder, or None when it is: a folder that does not
+    exist yet, an empty one, or one carrying ``notebook``'s mark (:data:`MARK`, written on first use)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder}: is a file, expected {notebook}'s output folder"
+    mark = folder / MARK
+    if mark.is_file():
+        owner = mark.read_text(errors="replace").strip()
+        if owner != notebook:
+            return f"{folder}: the output folder of {owner[:80]!r}, not {notebook}'s"
+        return None
+    first = min((p.name for p in folder.iterdir()), default=None)
+    if first is None:
+        return None
+    return f"{folder}: holds {first}, and {notebook} did not write there (no {MARK} file naming it)"
+
+
+def mark_output_folder(folder: str | Path, notebook: str) -> Path:
+    """Create ``folder`` if missing and mark it as ``notebook``'s output folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / MARK).is_file() or (folder / MARK).read_text(errors="replace").strip() != notebook:
+        atomic_write_text(folder / MARK, f"{notebook}\n")
+    return folder
 
 
 def output_folder(notebook: str, output_dir: str = "") -> Path:
     """``output_dir`` when given (the runner passes ``results/<run_id>/<notebook>``), else
-    ``results/notebooks/<notebook>`` for interactive and nbval runs. Created if missing."""
+    ``results/notebooks/<notebook>`` for interactive and nbval runs; created if missing and marked as
+    the notebook's own. A folder that holds anything else is refused (:func:`foreign_output`): a notebook
+    writes over its own previous outputs only, and removes nothing."""
     folder = Path(output_dir) if output_dir else results_root() / "notebooks" / notebook
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    problem = foreign_output(folder, notebook)
+    if problem:
+        raise OutputFolderError(f"{problem}; choose another output_dir, or empty that folder")
+    return mark_output_folder(folder, notebook)
 
 
 def save_figure(fig, path: str | Path, *, dpi: int = FIGURE_DPI, colors: int | None = None) -> Path:

@@ -5,10 +5,12 @@ parameters in ``notebooks/params/<notebook>/<params>.yaml`` (the committed demo 
 each writing its figures, tables and metrics under ``results/<run_id>/<notebook>/`` and its executed
 copy as ``results/<run_id>/<notebook>.ipynb``. Parameter files and ``--set`` values are checked
 against each notebook's cell tagged ``parameters`` before any kernel starts: their names, their types
-(the cell's annotations, ``r1: float = 0.1``), that ``data_root`` and ``checkpoint`` exist (the
+(the cell's annotations, ``r1: float = 0.1``), their ranges (:data:`RANGES`, which each notebook's
+first code cell checks again when it runs on its own), that ``data_root`` and ``checkpoint`` exist (the
 checkpoint of a later notebook at its turn: an earlier notebook of the run may write it), and none
-that the runner sets itself (``output_dir``: ``--out`` chooses the run folder). What the cells print
-comes to the terminal as it is printed (a training's epoch lines included).
+that the runner sets itself (``output_dir``: ``--out`` chooses the run folder). A run folder is
+written only where its files are the runner's own (:func:`check_run_folder`; ``--overwrite`` lifts
+that). What the cells print comes to the terminal as it is printed (a training's epoch lines included).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import yaml
 
 from reidlib.config import ConfigError, yaml_load
 from reidlib.notebooks.kernel import LOG_LEVEL_VAR
+from reidlib.notebooks.reporting import foreign_output, mark_output_folder
 from reidlib.training.provenance import git_state
+from reidlib.utils.checks import Bounds
 from reidlib.utils.errors import shown
 from reidlib.utils.fileio import atomic_write_json
 from reidlib.utils.paths import repo_root, results_root
@@ -129,6 +133,61 @@ def _fits(value: Any, node: ast.expr) -> bool | None:
     if isinstance(value, bool) and node.id in ("int", "float"):
         return False
     return isinstance(value, _TYPES[node.id])
+
+
+# The range of each numeric notebook parameter, by name (a name means one thing in every notebook that
+# declares it); a list's range holds for each of its items. The runner checks them before a kernel starts,
+# and each notebook's first code cell again (check_parameters) when papermill or JupyterLab runs it. The
+# ratios and the threshold are the networks' own (SEN's r1 and r2, Deep Miner's tau, BDB's block height).
+_RATIO = ("a ratio", Bounds(0.0, 1.0, high_open=True))  # erasing every cell leaves nothing to learn from
+_THRESHOLD = ("a threshold", Bounds(0.0, 1.0))
+_COUNT = ("a count", Bounds(1))
+_SEED = ("a seed", Bounds(0))
+RANGES: dict[str, tuple[str, Bounds]] = {
+    "r1": _RATIO,
+    "r2": _RATIO,
+    "r1_values": _RATIO,
+    "r2_values": _RATIO,
+    "tau": _THRESHOLD,
+    "tau_values": _THRESHOLD,
+    "block_h_ratio": ("a ratio", Bounds(0.0, 1.0)),
+    "p": ("an exponent", Bounds(1)),
+    "train_epochs": _COUNT,
+    "num_images": _COUNT,
+    "stats_images": _COUNT,
+    "samples_per_camera": _COUNT,
+    "num_queries": _COUNT,
+    "top_k": _COUNT,
+    "seed": _SEED,
+    "query_seed": _SEED,
+}
+
+
+def parameter_problem(name: str, value: Any, annotation: str | None) -> str | None:
+    """What is wrong with ``value`` for the parameter ``name`` declared with ``annotation``: its type,
+    then its range (:data:`RANGES`); None when nothing is."""
+    if annotation and not fits(value, annotation):
+        return f"parameter {name}: expected {annotation}, got {shown(value, 80)}"
+    if name not in RANGES:
+        return None
+    what, bounds = RANGES[name]
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and not bounds.contains(item):
+            within = f" (in {shown(value, 80)})" if isinstance(value, list) else ""
+            return f"parameter {name}: expected {what} {bounds}, got {item!r}{within}"
+    return None
+
+
+def check_parameters(notebook: str, namespace: Mapping[str, Any]) -> None:
+    """The check a notebook's first code cell makes, in its own kernel, before any work: the value of each
+    parameter of its cell tagged ``parameters`` (as papermill or the user left it in ``namespace``)
+    against its annotation and its range. Raises :class:`NotebookRunError` naming the first bad one."""
+    path = notebooks_dir() / f"{notebook}.ipynb"
+    types = declared_types(path)
+    for name in declared_parameters(path):
+        problem = parameter_problem(name, namespace[name], types.get(name)) if name in namespace else None
+        if problem:
+            raise NotebookRunError(f"{notebook}: {problem}")
 
 
 def _show(path: Path) -> str:
@@ -234,13 +293,13 @@ def _read_params_file(path: Path) -> dict[str, Any]:
 
 
 def _check_values(nb: Path, values: dict[str, Any], source: dict[str, str]) -> None:
-    """Each value against its annotation; a non-empty data_root must be a folder that exists."""
-    for name, annotation in declared_types(nb).items():
-        if name in values and not fits(values[name], annotation):
-            raise NotebookRunError(
-                f"{nb.stem}: parameter {name}: expected {annotation}, got {shown(values[name], 80)} "
-                f"(from {source.get(name, 'the parameter file')})"
-            )
+    """Each value against its annotation and its range; a non-empty data_root must be a folder that
+    exists."""
+    types = declared_types(nb)
+    for name, value in values.items():
+        problem = parameter_problem(name, value, types.get(name))
+        if problem:
+            raise NotebookRunError(f"{nb.stem}: {problem} (from {source.get(name, 'the parameter file')})")
     root = values.get("data_root")
     if isinstance(root, str) and root and not Path(root).is_dir():
         raise NotebookRunError(
@@ -256,6 +315,53 @@ def missing_inputs(job: NotebookJob) -> str | None:
     if not isinstance(ckpt, str) or not ckpt or Path(ckpt).is_file():
         return None
     return f"{job.notebook.stem}: parameter checkpoint: {ckpt} does not exist (no such file)"
+
+
+def _executed_copy(path: Path, stem: str) -> bool:
+    """Whether ``path`` is papermill's executed copy of the notebook ``stem`` (its metadata names it)."""
+    try:
+        source = json.loads(path.read_text())["metadata"]["papermill"]["input_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(source, str) and Path(source).name == f"{stem}.ipynb"
+
+
+def _recorded_notebooks(path: Path) -> set[str] | None:
+    """The notebooks a runner's run.json at ``path`` records; None when the file is something else."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    entries = record.get("notebooks") if isinstance(record, dict) and "params" in record else None
+    if not isinstance(entries, list):
+        return None
+    return {e["notebook"] for e in entries if isinstance(e, dict) and isinstance(e.get("notebook"), str)}
+
+
+def check_run_folder(run_dir: Path, jobs: Sequence[NotebookJob], *, overwrite: bool = False) -> None:
+    """Refuse, before any kernel starts, a run folder whose files in the runner's way are not its own:
+    a ``run.json`` that is not a runner's record, a ``<notebook>.ipynb`` that is not an executed copy of
+    that notebook, a ``<notebook>/`` output folder that holds files the notebook did not write
+    (:func:`~reidlib.notebooks.reporting.foreign_output`; an unmarked one counts as its own when the
+    folder's run.json records the notebook, or its executed copy lies beside it). ``overwrite`` lets the
+    run write over them (nothing is removed)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotebookRunError(f"{_show(run_dir)}: is a file, expected a run folder (--out)")
+    if overwrite:
+        return
+    advice = "choose another --out, or pass --overwrite to write over it"
+    record = run_dir / "run.json"
+    recorded = _recorded_notebooks(record) if record.exists() else set()
+    if recorded is None:
+        raise NotebookRunError(f"{_show(record)}: not the record of a notebook run; {advice}")
+    for job in jobs:
+        stem = job.notebook.stem
+        executed = run_dir / f"{stem}.ipynb"
+        if executed.exists() and not _executed_copy(executed, stem):
+            raise NotebookRunError(f"{_show(executed)}: not an executed copy of {stem}; {advice}")
+        problem = foreign_output(run_dir / stem, stem)
+        if problem and stem not in recorded and not executed.exists():
+            raise NotebookRunError(f"{problem}; {advice}")
 
 
 def figure_problems(outputs: Sequence[Mapping[str, Any]], pngs: Iterable[Path]) -> list[str]:
@@ -301,16 +407,20 @@ def run(
     only: Sequence[str] = (),
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
+    overwrite: bool = False,
     started: dict[str, Any] | None = None,
 ) -> Path:
-    """Execute the notebooks; returns the run folder. Raises on the first notebook that fails, or whose
-    figures are not displayed in it (``figure_problems``). ``started`` receives this run's ``record``
-    (what run.json holds) once its first notebook starts: the summary to print, whatever happens."""
+    """Execute the notebooks; returns the run folder. Raises before any runs on a run folder whose files
+    in its way the runner did not write, unless ``overwrite`` (:func:`check_run_folder`); then on the first
+    notebook that fails, or whose figures are not displayed in it (``figure_problems``). ``started``
+    receives this run's ``record`` (what run.json holds) once its first notebook starts: the summary to
+    print, whatever happens."""
     jobs = plan(params, only, overrides)
     run_dir = Path(out) if out else results_root() / f"{params}-{time.strftime('%Y%m%d-%H%M%S')}"
     missing = missing_inputs(jobs[0]) if jobs else None  # the later ones: at their turn
     if missing:
         raise NotebookRunError(missing)
+    check_run_folder(run_dir, jobs, overwrite=overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     apply_wait_policy()  # inherited by every kernel (reidlib.utils.threads)
     os.environ.setdefault(LOG_LEVEL_VAR, "CRITICAL")  # errors come back in the cells' outputs
@@ -356,12 +466,12 @@ def run(
 
 
 def _execute(job: NotebookJob, parameters: dict[str, Any], run_dir: Path, kernel: str) -> None:
-    """papermill on ``job`` into ``run_dir/<stem>.ipynb``, its output folder made first; what its cells
-    print is written to the terminal as it arrives (:class:`_CellPrints`)."""
+    """papermill on ``job`` into ``run_dir/<stem>.ipynb``, its output folder made and marked first; what
+    its cells print is written to the terminal as it arrives (:class:`_CellPrints`)."""
     import papermill
 
     stem = job.notebook.stem
-    (run_dir / stem).mkdir(parents=True, exist_ok=True)
+    mark_output_folder(run_dir / stem, stem)  # the notebook's own (checked, or --overwrite)
     papermill.execute_notebook(
         str(job.notebook),
         str(run_dir / f"{stem}.ipynb"),
@@ -416,11 +526,13 @@ def _print_summary(record: Mapping[str, Any] | None, run_dir: Path | None) -> No
         print(f"results: {_show(run_dir)}")
 
 
-def main(params: str, only: Sequence[str], overrides: Sequence[str], out: str | None) -> int:
+def main(
+    params: str, only: Sequence[str], overrides: Sequence[str], out: str | None, overwrite: bool = False
+) -> int:
     start, started = time.perf_counter(), {}
     run_dir = Path(out) if out else None
     try:
-        run_dir = run(params, only=only, overrides=overrides, out=out, started=started)
+        run_dir = run(params, only=only, overrides=overrides, out=out, overwrite=overwrite, started=started)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted after {time.perf_counter() - start:.0f} s; the notebooks that finished are in "
