@@ -26,8 +26,8 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def fenced(text: str, language: str) -> list[str]:
-    """The bodies of the ```<language> blocks of a Markdown text."""
-    return re.findall(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
+    """The bodies of the ```<language> blocks of a Markdown text (indented ones too, as in a list)."""
+    return re.findall(rf"^ *```{language}\n(.*?)^ *```", text, re.S | re.M)
 
 
 def shell_lines(block: str) -> list[str]:
@@ -36,8 +36,13 @@ def shell_lines(block: str) -> list[str]:
     return [
         line.split("  #")[0].strip()
         for line in joined.splitlines()
-        if line.strip() and not line.startswith("#")
+        if line.strip() and not line.strip().startswith("#")
     ]
+
+
+def section(text: str, heading: str) -> str:
+    """The part of a Markdown text under ``heading`` (a "## " line), up to the next heading of that level."""
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_the_readme_is_short():
@@ -97,18 +102,72 @@ def test_the_python_quick_start_runs_as_written_twice(tmp_path):
     assert "epoch 1/2" in first.stdout and "epoch 1/2" not in again.stdout
 
 
+def run_in_plain_shell(lines: list[str], clone: Path) -> list[subprocess.CompletedProcess]:
+    """Each line in bash in ``clone`` as a user types it into a fresh shell: ``.venv`` not activated (it is
+    this test's interpreter, linked in), PATH=/usr/bin:/bin, data and results roots under ``clone``. The
+    test fails on the first line that exits non-zero, naming it."""
+    if not (clone / ".venv").exists():
+        (clone / ".venv").symlink_to(Path(sys.executable).parents[1])  # the clone's .venv, seen from here
+    env = {k: v for k, v in _isolated(clone).items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"  # a plain shell: no virtual environment on PATH
+    done = []
+    for line in lines:
+        done.append(subprocess.run(["bash", "-c", line], cwd=clone, env=env, capture_output=True, text=True))
+        assert done[-1].returncode == 0, f"{line}\n{done[-1].stdout[-2000:]}\n{done[-1].stderr[-2000:]}"
+    return done
+
+
 @pytest.mark.slow
 def test_the_command_line_of_getting_started_runs_in_a_plain_shell(tmp_path):
     text = (ROOT / "docs" / "getting-started.md").read_text()
     block = next(b for b in fenced(text, "bash") if "-m reidlib recipes" in b)
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # the clone's .venv, seen from here
-    env = {k: v for k, v in _isolated(tmp_path).items() if k != "VIRTUAL_ENV"}
-    env["PATH"] = "/usr/bin:/bin"  # a plain shell: no virtual environment on PATH
-    for line in shell_lines(block):
-        line = line.replace("sen_smoke --set optim.epochs=2", "sen_smoke --set optim.epochs=1")
-        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
+    lines = [
+        line.replace("sen_smoke --set optim.epochs=2", "sen_smoke --set optim.epochs=1")
+        for line in shell_lines(block)
+    ]
+    run_in_plain_shell(lines, tmp_path)
     assert (tmp_path / "results" / "runs" / "RESULTS.md").read_text().startswith("# Results")
+
+
+# "Your own dataset" shrunk to seconds: 64x32 images, P x K = 4 x 2, one epoch of 3 iterations
+TINY = {
+    "data.height": 64,
+    "data.width": 32,
+    "data.num_identities": 4,
+    "data.num_instances": 2,
+    "optim.epochs": 1,
+    "optim.warmup_epochs": 0,
+    "optim.milestones": "[]",
+    "eval.every": 1,
+    "train.max_iters_per_epoch": 3,
+}
+
+
+def _shrunk(line: str) -> str:
+    """A command of "Your own dataset" with :data:`TINY` added: to the folder check as --set values, to
+    notebook 03 inside its overrides mapping."""
+    if "--config folder_check" in line:
+        return line + "".join(f" --set {key}={value}" for key, value in TINY.items())
+    if "notebooks run" in line:
+        assert "train.progress: false}'" in line, line
+        more = "".join(f", {key}: {value}" for key, value in TINY.items())
+        return line.replace("train.progress: false}'", f"train.progress: false{more}}}'")
+    return line
+
+
+@pytest.mark.slow
+def test_your_own_dataset_runs_as_written_in_a_plain_shell(tmp_path, tiny_synthetic):
+    text = section((ROOT / "docs" / "datasets.md").read_text(), "## Your own dataset")
+    lines = [line for block in fenced(text, "bash") for line in shell_lines(block)]
+    assert [line.split()[3] for line in lines] == ["data", "train", "notebooks"]  # check, folder_check, 03
+    (tmp_path / "mydata").symlink_to(tiny_synthetic)  # a folder in Market-1501 layout
+    stats, _, notebook = run_in_plain_shell([_shrunk(line) for line in lines], tmp_path)
+    assert re.search(r"^gallery +\d+ +\d+ +\d+$", stats.stdout, re.M), stats.stdout
+    mydata = tmp_path / "results" / "mydata"
+    assert (mydata / "check" / "metrics.json").is_file() and (mydata / "sen" / "metrics.json").is_file()
+    assert (mydata / "03_training.ipynb").is_file() and "epoch 1/1" in notebook.stdout  # streamed
+    (again,) = run_in_plain_shell([_shrunk(lines[-1])], tmp_path)  # the same command: read back
+    assert "epoch 1/1" not in again.stdout and (mydata / "03_training.ipynb").is_file()
 
 
 def test_the_site_home_links_into_the_site():
