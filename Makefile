@@ -51,8 +51,7 @@ clean-demos:
 	@ls -d results/demo-* 2>/dev/null | sort | head -n -1 | while read d; do echo "removing $$d"; rm -rf "$$d"; done
 
 test: install
-	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval-lax notebooks
+	$(PY) -m pytest -n 2 --dist loadgroup tests --nbval-lax notebooks
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" -q -n 2
@@ -63,7 +62,7 @@ LAB_ARGS ?=
 lab: install
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(LAB_ARGS)
 
-LINTED := reidlib tests benchmarks studies notebooks
+LINTED := reidlib tests benchmarks studies notebooks conftest.py
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
