@@ -51,7 +51,7 @@ clean-demos:
 	@ls -d results/demo-* 2>/dev/null | sort | head -n -1 | while read d; do echo "removing $$d"; rm -rf "$$d"; done
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup tests --nbval-lax notebooks
+	$(PY) -m pytest -n 2 --dist loadfile tests --nbval-lax notebooks
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" -q -n 2

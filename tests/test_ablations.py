@@ -17,7 +17,7 @@ from reidlib.experiments.ablation_runner import StaleRunError, is_plumbing_check
 from reidlib.experiments.paper_comparison import compare_with_paper, gains_over_first
 from reidlib.training.engine import build_network
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 SMALL_NET = {"model.backbone": "resnet18", "model.pretrained": False, "data.height": 64, "data.width": 32}
 
@@ -283,7 +283,7 @@ def test_run_grid_trains_a_missing_row_then_reads_it(tiny_synthetic, tmp_path, m
 
 
 def _tiny_overrides(root: Path) -> dict:
-    """The overrides of conftest.tiny_recipe (applied after the row's network overrides)."""
+    """The overrides of support.tiny_recipe (applied after the row's network overrides)."""
     recipe = tiny_recipe(root)
     return {
         "data.root": str(root),

@@ -14,7 +14,7 @@ from reidlib.cli import main
 from reidlib.data.datasets import load_dataset
 from reidlib.training.engine import train
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 
 @pytest.fixture(scope="module")

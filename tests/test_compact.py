@@ -13,7 +13,7 @@ from reidlib.training.checkpoint import CheckpointError
 from reidlib.training.engine import load_network, train
 from reidlib.training.runfolder import RunFolderError, compact, snapshots
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 pytestmark = pytest.mark.slow  # trains a tiny run
 

@@ -20,7 +20,7 @@ from reidlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_decode_tr
 from reidlib.training.checkpoint import load_checkpoint
 from reidlib.training.engine import train
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 H, W, PAD = 40, 20, 10
 

@@ -20,7 +20,7 @@ from reidlib.training.checkpoint import CheckpointError, load_checkpoint
 from reidlib.training.engine import TrainingDiverged, load_network, train
 from reidlib.training.runfolder import EpochLog, RunFolderError, snapshot_path
 
-from conftest import poison_from, tiny_recipe
+from support import poison_from, tiny_recipe
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from reidlib.evaluation.ranking import rank1_of
 from reidlib.models import build_model
 from reidlib.utils.runtime import Runtime
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 H, W = 64, 32
 

@@ -41,7 +41,7 @@ from reidlib.models.weights import (
 from reidlib.training.engine import train
 from reidlib.utils.fileio import TorchFileError
 
-from conftest import tiny_overrides
+from support import tiny_overrides
 
 NUM_CLASSES = 7
 MODEL_NAMES = ["baseline", "sen", "deep_miner", "bdb"]

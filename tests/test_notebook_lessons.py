@@ -91,7 +91,7 @@ def _run_02(tmp_path, checkpoint, tag, *params):
 def test_02s_sentences_are_this_runs_numbers(tiny_synthetic, tmp_path):
     from reidlib.training.engine import train
 
-    from conftest import tiny_recipe
+    from support import tiny_recipe
 
     run = tmp_path / "sen"
     train(tiny_recipe(tiny_synthetic, "model.name=sen", *SEN_TERMS, "data.height=128", "data.width=64"), run)

@@ -24,7 +24,7 @@ from reidlib.training.runfolder import RunFolderError
 from reidlib.utils.errors import one_line
 from reidlib.utils.fileio import atomic_write_text
 
-from conftest import cli_sets, error_line, interrupt_at, poison_from, tiny_recipe
+from support import cli_sets, error_line, interrupt_at, poison_from, tiny_recipe
 
 
 def _numbers(folder) -> dict:

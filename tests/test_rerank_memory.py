@@ -10,7 +10,7 @@ from reidlib.evaluation.features import rank_features
 from reidlib.evaluation.reranking import available_memory_bytes, check_rerank_memory, rerank_memory_bytes
 from reidlib.training.engine import train
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 
 def test_msmt17_needs_more_than_this_machine_and_says_how_much():

@@ -40,7 +40,7 @@ from reidlib.training.engine import train
 from reidlib.training.runfolder import read_log
 from reidlib.utils.threads import set_torch_threads
 
-from conftest import (
+from support import (
     cli_sets,
     error_line,
     interrupt_at,

@@ -14,7 +14,7 @@ from reidlib.experiments import runs
 from reidlib.experiments.runs import RunReadError, read_run, runs_table
 from reidlib.training.engine import train
 
-from conftest import tiny_recipe
+from support import tiny_recipe
 
 
 def _write(
