@@ -207,9 +207,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from reidlib.experiments.report import write_results_page
 
-    root = Path(args.root)
-    out = Path(args.out) if args.out else root / "RESULTS.md"
-    print(f"wrote {write_results_page(root, out, shown_root=args.root)}")
+    roots = [Path(r) for r in args.roots]
+    out = Path(args.out) if args.out else roots[0] / "RESULTS.md"
+    print(f"wrote {write_results_page(roots, out, shown_roots=args.roots)}")
     return 0
 
 
@@ -339,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--overwrite", action="store_true", help="replace --onnx if it exists")
     xp.set_defaults(func=_cmd_export)
 
-    rp = sub.add_parser("report", help="write the results page of the finished runs below a folder")
-    rp.add_argument("root", help="a results folder, e.g. results/market1501_cpu")
-    rp.add_argument("--out", help="the Markdown page to write (default: <root>/RESULTS.md)")
+    rp = sub.add_parser("report", help="write the results page of the runs below one or more folders")
+    rp.add_argument("roots", nargs="+", metavar="root", help="results folders, one section per budget")
+    rp.add_argument("--out", help="the Markdown page to write (default: <first root>/RESULTS.md)")
     rp.set_defaults(func=_cmd_report)
 
     cp = sub.add_parser("compact", help="keep finished runs small: weights-only last.pt, no snapshots")

@@ -4,6 +4,7 @@ exercises with solutions; the main path of 02 and 03 is short; their markdown st
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_no_measurement_is_typed_in_markdown(name):
     assert typed == [], f"{name}: decimals in markdown {typed}; print measurements from code"
 
 
-def _run_02(tmp_path, checkpoint, tag, *params):
+def _run_02(tmp_path, checkpoint, tag, *params, env=None):
     out = tmp_path / tag
     out.mkdir()
     cmd = [
@@ -73,7 +74,7 @@ def _run_02(tmp_path, checkpoint, tag, *params):
     ]
     cmd += ["-p", "checkpoint", str(checkpoint), "-p", "stats_images", "80", "-p", "interactive", "False"]
     cmd += ["-p", "output_dir", str(out), *params]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root())
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root(), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     nb = nbformat.read(out / "02.ipynb", as_version=4)
     sentences = [
@@ -96,8 +97,22 @@ def test_02s_sentences_are_this_runs_numbers(tiny_synthetic, tmp_path):
     run = tmp_path / "sen"
     train(tiny_recipe(tiny_synthetic, "model.name=sen", *SEN_TERMS, "data.height=128", "data.width=64"), run)
     data = ("-p", "data_root", str(tiny_synthetic))
-    first, placed = _run_02(tmp_path, run / "last.pt", "paper", *data)
-    second, moved = _run_02(tmp_path, run / "last.pt", "moved", *data, "-p", "r2", "0.4", "-p", "tau", "0.6")
+    # no ImageNet weights (an empty torch cache): section 7 says so in one sentence and the rest runs
+    bare = {**os.environ, "TORCH_HOME": str(tmp_path / "no_weights")}
+    first, placed = _run_02(tmp_path, run / "last.pt", "paper", *data, env=bare)
+    skipped = [s for s in first if "ImageNet weights of MobileNetV2 are not on this machine" in s]
+    assert len(skipped) == 1 and "`make weights`" in skipped[0]
+    assert not (tmp_path / "paper" / "imagenet_on_person.csv").exists()
+    # the same network given as the ImageNet one: section 7's shares must be section 6's
+    same = ("-p", "imagenet_checkpoint", str(run / "last.pt"))
+    second, moved = _run_02(
+        tmp_path, run / "last.pt", "moved", *data, *same, "-p", "r2", "0.4", "-p", "tau", "0.6"
+    )
+    beside = pd.read_csv(tmp_path / "moved" / "imagenet_on_person.csv").set_index("mask")
+    pd.testing.assert_frame_equal(beside, moved)
+    for mask in moved.index:
+        said = [s for s in second if s.startswith(f"ResNet-18 from scratch: **{mask}**")]
+        assert said == [f"ResNet-18 from scratch: {s}" for s in second if s.startswith(f"**{mask}**")][:1]
     for sentences, table in ((first, placed), (second, moved)):
         # section 6 and the explorer print one sentence per mask each, from the same numbers as the figure
         for mask, row in table.iterrows():

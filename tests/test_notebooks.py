@@ -148,6 +148,7 @@ def test_relative_path_parameters_are_read_from_the_callers_folder(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert notebooks.absolute_paths("run_dir", "runs/a") == str(tmp_path / "runs" / "a")
     assert notebooks.absolute_paths("real_runs_dirs", ["x", "/abs"]) == [str(tmp_path / "x"), "/abs"]
+    assert notebooks.absolute_paths("imagenet_checkpoint", "r/last.pt") == str(tmp_path / "r" / "last.pt")
     assert notebooks.absolute_paths("checkpoint", "") == ""  # empty keeps its meaning
     assert notebooks.absolute_paths("recipe", "smoke") == "smoke"  # not a path
     (job,) = plan("demo", only=["03"], overrides=["run_dir=here"])

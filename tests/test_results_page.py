@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from reidlib.cli import main
+from reidlib.config import load_recipe
 from reidlib.experiments.report import (
     gradient_summary,
     markdown_table,
@@ -23,15 +24,17 @@ from reidlib.utils.paths import repo_root
 
 ROOT = repo_root()
 RESULTS = ROOT / "results" / "market1501_cpu"
+# what `make results-page` reads: the from-scratch runs and the ImageNet-initialised ones
+PAGE_ROOTS = ["results/market1501_cpu", "results/market1501_mnv2_cpu"]
 README_BLOCK = re.compile(r"<!-- results table: [^\n]*-->\n(.*?)\n<!-- end of results table -->", re.S)
 
 
 def test_the_committed_results_page_is_what_the_command_writes():
     committed = (ROOT / "docs" / "results.md").read_text()
     fresh = results_page(
-        RESULTS,
-        shown_root="results/market1501_cpu",
-        command="python -m reidlib report results/market1501_cpu --out docs/results.md",
+        [ROOT / r for r in PAGE_ROOTS],
+        shown_roots=PAGE_ROOTS,
+        command=f"python -m reidlib report {' '.join(PAGE_ROOTS)} --out docs/results.md",
     )
     assert committed == fresh, "docs/results.md is stale: run `make results-page` and commit it"
 
@@ -39,7 +42,7 @@ def test_the_committed_results_page_is_what_the_command_writes():
 def test_the_readme_shows_the_pages_table():
     block = README_BLOCK.search((ROOT / "README.md").read_text())
     assert block, "README: the results table markers are missing"
-    assert block.group(1).strip() == summary_block(RESULTS).strip()
+    assert block.group(1).strip() == summary_block([ROOT / r for r in PAGE_ROOTS]).strip()
 
 
 def test_the_report_command_writes_a_page_and_refuses_an_empty_folder(tmp_path, capsys):
@@ -144,3 +147,122 @@ def test_gradient_summary_by_hand(tmp_path):
     assert table["ratio, epochs 5-8"] == "2.50 to 4.00"  # the second half
     assert table["cosine, late"] == "0.50 to 0.80"
     assert gradient_summary([tmp_path], ["none"]).empty  # no log: no row
+
+
+# ----------------------------------------------------------------------------- several budgets
+
+
+def _run_folder(folder, recipe, seed, numbers=None, *, epochs_logged=12):
+    """A run folder as the engine writes it: params.json, log.jsonl and, once finished, metrics.json
+    (``numbers``: rank-1, mAP, mINP)."""
+    folder.mkdir(parents=True)
+    params = {
+        "recipe": load_recipe(recipe).to_dict(),
+        "seed": seed,
+        "dataset": {"name": "market1501"},
+        "environment": {"git_sha": "abcdef0123", "git_dirty": False, "device": "cpu: 2 cores"},
+    }
+    (folder / "params.json").write_text(json.dumps(params))
+    log = [{"epoch": e, "epoch_time_s": 60.0} for e in range(1, epochs_logged + 1)]
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    if numbers is not None:
+        rank1, mAP, mINP = numbers
+        metrics = {"rank1": rank1, "rank5": 90.0, "rank10": 95.0, "mAP": mAP, "mINP": mINP}
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "train_time_s": 600.0}))
+    return folder
+
+
+@pytest.fixture
+def two_budgets(tmp_path):
+    """From-scratch ResNet-18 runs under scratch/, ImageNet MobileNetV2 runs under imagenet/ (its Deep
+    Miner still training: no metrics.json)."""
+    scratch, imagenet = tmp_path / "scratch", tmp_path / "imagenet"
+    _run_folder(scratch / "bot", "bot_market1501_cpu", 0, (60.0, 40.0, 10.0))
+    _run_folder(scratch / "bot_seed1", "bot_market1501_cpu", 1, (62.0, 42.0, 11.0))
+    _run_folder(scratch / "sen", "sen_market1501_cpu", 0, (64.0, 41.5, 12.0))
+    _run_folder(imagenet / "bot", "bot_market1501_mnv2_cpu", 0, (70.0, 50.0, 20.0))
+    _run_folder(imagenet / "bot_seed1", "bot_market1501_mnv2_cpu", 1, (71.0, 52.0, 21.0))
+    _run_folder(imagenet / "sen", "sen_market1501_mnv2_cpu", 0, (72.0, 50.0, 22.0))
+    _run_folder(imagenet / "bdb", "bdb_market1501_mnv2_cpu", 0, (69.0, 49.0, 18.0))
+    _run_folder(imagenet / "deep_miner", "deep_miner_market1501_mnv2_cpu", 0, None, epochs_logged=3)
+    return scratch, imagenet
+
+
+def _section(page, heading):
+    return page.split(f"\n## {heading}\n")[1].split("\n## ")[0]
+
+
+def _rows(markdown):
+    """The cells of a Markdown table's body rows, keyed by the first cell."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line]
+    return {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])
+    }
+
+
+SCRATCH = "ResNet-18, from scratch, 128x64, 20 epochs, CPU"
+IMAGENET = "MobileNetV2, ImageNet-pretrained, 128x64, 12 epochs, CPU"
+
+
+def test_each_budget_is_measured_against_its_own_bot(two_budgets):
+    page = results_page(list(two_budgets), shown_roots=["scratch", "imagenet"])
+    # by hand: scratch BoT mean 61.0 / 41.0 (seeds 2.0 / 2.0 apart); ImageNet BoT mean 70.5 / 51.0 (1.0 / 2.0)
+    scratch, imagenet = _rows(_section(page, SCRATCH)), _rows(_section(page, IMAGENET))
+    assert scratch["SEN"][4] == "+3.0 / +0.5"
+    assert imagenet["SEN"][4] == "+1.5 / -1.0"  # not +11.0 / +9.0 over the from-scratch BoT
+    assert imagenet["Batch DropBlock"][4] == "-1.5 / -2.0"
+    assert "Batch DropBlock" not in scratch and "Deep Miner" not in imagenet
+    assert "seeds 0 and 1), 61.0 / 41.0; from seed to seed they move by 2.0 / 2.0" in _section(page, SCRATCH)
+    assert "seeds 0 and 1), 70.5 / 51.0; from seed to seed they move by 1.0 / 2.0" in _section(page, IMAGENET)
+    assert "Not finished yet, so in no table: Deep Miner (3 of 12 epochs logged)." in _section(page, IMAGENET)
+    assert "below `imagenet`" in _section(page, IMAGENET) and "below `scratch`" in _section(page, SCRATCH)
+    side = _rows(_section(page, "The budgets side by side"))
+    assert side["BoT"] == [
+        "61.0 / 41.0, reference (2 seeds, 2.0 / 2.0 apart)",
+        "70.5 / 51.0, reference (2 seeds, 1.0 / 2.0 apart)",
+    ]
+    assert side["SEN"] == ["64.0 / 41.5, +3.0 / +0.5", "72.0 / 50.0, +1.5 / -1.0"]
+    assert side["Batch DropBlock"] == ["not run", "69.0 / 49.0, -1.5 / -2.0"]
+    assert side["Deep Miner"] == ["not run", "not finished (3 of 12 epochs)"]
+    assert list(side) == ["BoT", "Batch DropBlock", "SEN", "Deep Miner"]
+
+
+def test_one_budget_has_no_side_by_side_table_and_names_a_lone_seed(two_budgets):
+    scratch, _ = two_budgets
+    page = results_page(scratch / "sen", shown_roots=["sen"])  # a run folder alone: no BoT
+    assert "The budgets side by side" not in page
+    assert "No BoT run at this budget" in page
+    page = results_page([scratch / "bot", scratch / "sen"])
+    assert "the one BoT run (seed 0), 60.0 / 40.0; a second seed would give the spread" in page
+    assert _rows(_section(page, SCRATCH))["SEN"][4] == "+4.0 / +1.5"
+
+
+def test_a_budget_still_training_is_shown_not_read(two_budgets, tmp_path):
+    scratch, _ = two_budgets
+    running = tmp_path / "running"
+    _run_folder(running / "bot", "bot_market1501_mnv2_cpu", 0, None, epochs_logged=0)
+    page = results_page([scratch, running])
+    assert "No finished run yet. \n" not in page
+    assert "No finished run yet.\n\nNot finished yet, so in no table: BoT (0 of 12 epochs logged)." in page
+    assert _rows(_section(page, "The budgets side by side"))["BoT"][1] == "not finished (0 of 12 epochs)"
+    with pytest.raises(ValueError, match="no finished run below it"):
+        results_page([running])
+
+
+def test_the_readme_summary_of_two_budgets(two_budgets):
+    block = summary_block(list(two_budgets))
+    assert "| network | ResNet-18 from scratch | MobileNetV2 from ImageNet |" in block
+    assert (
+        "- MobileNetV2 from ImageNet: Above BoT on both rank-1 and mAP: none. Below it on at least one: "
+        "Batch DropBlock; SEN." in block
+    )
+    assert "- ResNet-18 from scratch: Above BoT on both rank-1 and mAP: SEN." in block
+
+
+def test_the_report_command_reads_several_roots(two_budgets, tmp_path):
+    out = tmp_path / "page.md"
+    assert main(["report", *map(str, two_budgets), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"## {SCRATCH}" in text and f"## {IMAGENET}" in text
+    assert f"report {two_budgets[0]} {two_budgets[1]} --out {out}" in text

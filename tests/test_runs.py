@@ -246,3 +246,52 @@ def test_a_folder_written_by_the_engine_reads_back(tiny_synthetic, tmp_path):
     assert (row["rank1"], row["mAP"], row["mINP"]) == (saved["rank1"], saved["mAP"], saved["mINP"])
     assert row["flip_mAP"] == saved["variants"]["flip"]["mAP"]
     assert row["budget"] == "ResNet-18, from scratch, 64x32, 2 epochs x 3 iters, CPU"
+
+
+def test_two_budgets_keep_apart_in_order_variants_and_published_rows(tmp_path):
+    _write(tmp_path / "a" / "sen", "sen_market1501_cpu", _metrics(64.0, 40.0, 10.0))
+    _write(tmp_path / "b" / "bot", "bot_market1501_mnv2_cpu", _metrics(80.0, 60.0, 20.0))
+    _write(tmp_path / "b" / "sen", "sen_market1501_mnv2_cpu", _metrics(81.0, 61.0, 21.0))
+    _write(tmp_path / "a" / "bot", "bot_market1501_cpu", _metrics(60.0, 36.0, 8.0))
+    df = runs_table([tmp_path / "b", tmp_path / "a"])
+    ordered = runs.sort_networks(df)
+    # budget by budget in the order they come, BoT first within each
+    assert list(zip(ordered["network"], ordered["rank1"], strict=True)) == [
+        ("bot", 80.0),
+        ("sen", 81.0),
+        ("bot", 60.0),
+        ("sen", 64.0),
+    ]
+    assert runs.budget_names(df) == {
+        "MobileNetV2, ImageNet-pretrained, 128x64, 12 epochs, CPU": "MobileNetV2 from ImageNet",
+        "ResNet-18, from scratch, 128x64, 20 epochs, CPU": "ResNet-18 from scratch",
+    }
+    v = runs.variants_table(ordered)
+    assert v[v["variant"] == "flip"]["budget"].map(runs.budget_names(df)).tolist() == [
+        "MobileNetV2 from ImageNet",
+        "MobileNetV2 from ImageNet",
+        "ResNet-18 from scratch",
+        "ResNet-18 from scratch",
+    ]
+    methods = runs.as_published_rows(ordered)["method"].tolist()
+    assert methods == [
+        "BoT (ours, from ImageNet)",
+        "SEN (ours, from ImageNet)",
+        "BoT (ours, from scratch)",
+        "SEN (ours, from scratch)",
+    ]
+    # two budgets that start alike: the backbone, then the whole budget, tells them apart
+    gpu = df.assign(
+        budget=df["budget"].str.replace("ResNet-18, from scratch", "ResNet-18, ImageNet-pretrained")
+    )
+    gpu["pretrained"] = True
+    assert set(runs.budget_names(gpu, brief=True).values()) == {
+        "MobileNetV2 from ImageNet",
+        "ResNet-18 from ImageNet",
+    }
+    same = df.assign(backbone="mobilenet_v2", pretrained=True)
+    assert runs.budget_names(same, brief=True) == {b: b for b in df["budget"].unique()}
+    assert runs.as_published_rows(ordered[ordered["rank1"] < 70])["method"].tolist() == [
+        "BoT (ours)",
+        "SEN (ours)",
+    ]

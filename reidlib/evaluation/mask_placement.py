@@ -216,6 +216,21 @@ def masks_for(feats: dict[str, Tensor], *, r1: float, r2: float, tau: float, p: 
     }
 
 
+def masks_of(
+    model: ReIDNetwork, images: Tensor, *, r1: float, r2: float, tau: float, p: float
+) -> dict[str, Tensor]:
+    """:func:`masks_for` on ``model``'s own maps of ``images`` (:func:`erasing_inputs`)."""
+    feats, _ = erasing_inputs(model, images)
+    return masks_for(feats, r1=r1, r2=r2, tau=tau, p=p)
+
+
+def placement_of(masks: dict[str, Tensor], person: Tensor) -> list[dict[str, object]]:
+    """:func:`placement_rows` of ``masks`` (keyed as :data:`CLAIMS`) against the silhouettes ``person``
+    (N, H, W) of the same images, each mask read on its own grid."""
+    coverage = coverage_by_grid(person, [tuple(m.shape[-2:]) for m in masks.values()])
+    return placement_rows(masks, coverage, CLAIMS)
+
+
 def placement_sentence(row: dict[str, object]) -> str:
     """One :func:`placement_rows` row as a sentence with its verdict, e.g. "**M1** erases the background
     in 42 % of its cells, against 77 % for random cells: below chance (z = -9.1)."."""

@@ -1,11 +1,17 @@
-"""The results page: every finished run below a results folder, written once as Markdown from its files.
+"""The results page: every run below one or more results folders, written once as Markdown from its files.
 
-``python -m reidlib report results/market1501_cpu --out docs/results.md`` writes it; the README and
-notebook 04 show its main table (:func:`results_table`) and link to it, and a test regenerates the page
-and compares it with the committed copy, so no number on it is typed by hand. Sections:
+``python -m reidlib report results/market1501_cpu results/market1501_mnv2_cpu --out docs/results.md``
+writes it (``make results-page``); the README shows its summary (:func:`summary_block`) and notebook 04
+the same numbers, and a test regenerates the page and compares it with the committed copy, so no number
+on it is typed by hand. Every run is compared with the BoT runs of its own budget (dataset, backbone and
+its initialisation, input size, epochs, device; :func:`reidlib.experiments.runs.budget_label`): a
+from-scratch ResNet-18 is never measured against an ImageNet-initialised BoT. Sections:
 
-- the runs: rank-1, mAP, mINP, the gain over the mean of the BoT runs, the flip and re-ranked variants,
-  train time and commit (from ``metrics.json`` and ``params.json``);
+- the budgets side by side (when there are several): each network's rank-1 / mAP and its gain over the
+  BoT of the same budget (:func:`budget_table`);
+- one section per budget: rank-1, mAP, mINP, the gain over the mean of that budget's BoT runs (and how
+  far apart its BoT seeds are), the flip and re-ranked variants, train time and commit (from
+  ``metrics.json`` and ``params.json``), and the runs that have not finished (no ``metrics.json`` yet);
 - what each branch retrieves alone (``report/03_training/branch_metrics.csv``);
 - which branch trains the backbone (the ``branch_grads`` entries of ``log.jsonl``): each branch's gradient
   norm on the shared blocks over the global branch's, and the cosine between the two, early and late;
@@ -19,10 +25,17 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reidlib.experiments.logs import branch_grads_table
-from reidlib.experiments.runs import PAPER_LABELS, gains_over_reference, run_label, runs_table
+from reidlib.experiments.runs import (
+    PAPER_LABELS,
+    budget_names,
+    gains_over_reference,
+    run_label,
+    runs_table,
+)
 from reidlib.training.runfolder import LOG, read_log
 from reidlib.utils.fileio import atomic_write_text
 
@@ -68,11 +81,13 @@ def results_table(runs: pd.DataFrame, reference: str = "bot") -> pd.DataFrame:
 
 
 def _in_order(runs: pd.DataFrame) -> pd.DataFrame:
-    """BoT, BDB, SEN, Deep Miner; within a network its first recipe, then the variants; then seeds."""
+    """Budget by budget (in the order they first appear), then BoT, BDB, SEN, Deep Miner; within a
+    network its first recipe, then the variants; then seeds."""
     order = {n: i for i, n in enumerate(PAPER_LABELS)}
+    budgets = {b: i for i, b in enumerate(dict.fromkeys(runs["budget"]))}
     key = [
-        (order.get(n, len(order)), run_label(rc, n) != PAPER_LABELS.get(n, n), rc, s)
-        for n, rc, s in zip(runs["network"], runs["recipe"], runs["seed"], strict=True)
+        (budgets[b], order.get(n, len(order)), run_label(rc, n) != PAPER_LABELS.get(n, n), rc, s)
+        for b, n, rc, s in zip(runs["budget"], runs["network"], runs["recipe"], runs["seed"], strict=True)
     ]
     return runs.iloc[sorted(range(len(runs)), key=key.__getitem__)].reset_index(drop=True)
 
@@ -97,6 +112,93 @@ def takeaway(runs: pd.DataFrame, reference: str = "bot") -> str:
     return said + (f" Below it on at least one: {'; '.join(below)}." if below else "")
 
 
+def takeaways(runs: pd.DataFrame, reference: str = "bot") -> list[str]:
+    """:func:`takeaway` of each budget of the finished ``runs``, each against its own reference; with
+    several budgets each sentence starts with its budget's name ("MobileNetV2 from ImageNet: ...")."""
+    names = budget_names(runs)
+    groups = _in_order(runs).groupby("budget", sort=False)
+    if len(names) == 1:
+        return [takeaway(runs, reference)]
+    return [f"{names[b]}: {takeaway(group, reference)}" for b, group in groups]
+
+
+def reference_line(runs: pd.DataFrame, reference: str = "bot") -> str:
+    """What the gains of one budget's ``runs`` are measured against: the mean of its BoT runs, and how
+    far apart their seeds are (the noise one run's number carries), or that a second seed is missing."""
+    ref = runs[runs["network"] == reference]
+    name = PAPER_LABELS.get(reference, reference)
+    if ref.empty:
+        return f"No {name} run at this budget: no gain is measured."
+    seeds = sorted(int(s) for s in ref["seed"])
+    mean = _pair(ref["rank1"].mean(), ref["mAP"].mean())
+    if len(ref) == 1:
+        return (
+            f"Reference: the one {name} run (seed {seeds[0]}), {mean}; a second seed would give the spread."
+        )
+    spread = _pair(ref["rank1"].max() - ref["rank1"].min(), ref["mAP"].max() - ref["mAP"].min())
+    listed = ", ".join(map(str, seeds[:-1])) + f" and {seeds[-1]}"
+    return (
+        f"Reference: the mean of the {len(ref)} {name} runs (seeds {listed}), {mean}; from seed to seed "
+        f"they move by {spread} points, the noise one run's number carries."
+    )
+
+
+def _label(run: pd.Series) -> str:
+    seed = run["seed"]
+    label = run_label(run["recipe"], run["network"])
+    return label + ("" if not seed or pd.isna(seed) else f" (seed {int(seed)})")
+
+
+def unfinished_line(runs: pd.DataFrame) -> str:
+    """The runs of a :func:`runs_table` (``unfinished="include"``) that have no ``metrics.json`` yet, in one
+    sentence ("" when every run finished): they are in no table until their last epoch is evaluated."""
+    waiting = _in_order(runs[runs["status"] != "finished"])
+    if waiting.empty:
+        return ""
+    said = [
+        f"{_label(r)} ({int(r['epochs'])} of {int(r['planned_epochs'])} epochs logged)"
+        for _, r in waiting.iterrows()
+    ]
+    return f"Not finished yet, so in no table: {'; '.join(said)}."
+
+
+def budget_table(runs: pd.DataFrame, reference: str = "bot") -> pd.DataFrame:
+    """The budgets side by side: one row per network label, one column per budget (its
+    :func:`reidlib.experiments.runs.budget_names` name); a cell holds the label's rank-1 / mAP at that
+    budget (the mean over its seeds) and its gain over the mean of that budget's ``reference`` runs;
+    the reference's cell says how far apart its seeds are. ``runs`` is a :func:`runs_table` with
+    ``unfinished="include"``: a run still training shows as not finished, a label never run as "not run"."""
+    names = budget_names(_in_order(runs))
+    done = gains_over_reference(runs[runs["status"] == "finished"], reference, ("rank1", "mAP"))
+    ordered = _in_order(runs.assign(budget=""))  # the networks in one order whatever their budget
+    labels = dict.fromkeys(map(run_label, ordered["recipe"], ordered["network"]))
+    table = pd.DataFrame({"network": list(labels)})
+    for budget, name in names.items():
+        table[name] = [_budget_cell(runs, done, budget, label, reference) for label in labels]
+    return table
+
+
+def _budget_cell(runs: pd.DataFrame, done: pd.DataFrame, budget: str, label: str, reference: str) -> str:
+    def of(df: pd.DataFrame) -> pd.DataFrame:
+        mine = [run_label(rc, n) == label for rc, n in zip(df["recipe"], df["network"], strict=True)]
+        return df[(df["budget"] == budget) & pd.Series(mine, index=df.index, dtype=bool)]
+
+    finished, every = of(done), of(runs)
+    if finished.empty:
+        if every.empty:
+            return "not run"
+        r = every.iloc[0]
+        return f"not finished ({int(r['epochs'])} of {int(r['planned_epochs'])} epochs)"
+    value = _pair(finished["rank1"].mean(), finished["mAP"].mean())
+    seeds = f"{len(finished)} seeds" if len(finished) > 1 else ""
+    if (finished["network"] == reference).all():
+        apart = _pair(np.ptp(finished["rank1"]), np.ptp(finished["mAP"])) if len(finished) > 1 else ""
+        return f"{value}, reference" + (f" ({seeds}, {apart} apart)" if seeds else "")
+    gain = finished[["gain_rank1", "gain_mAP"]].mean()
+    gained = "no BoT" if gain.isna().any() else _signed_pair(gain["gain_rank1"], gain["gain_mAP"])
+    return f"{value}, {gained}" + (f" ({seeds})" if seeds else "")
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A pipe table of ``table``'s cells as they are (strings, numbers printed as given)."""
     head = "| " + " | ".join(map(str, table.columns)) + " |"
@@ -105,10 +207,23 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def summary_block(root: str | Path) -> str:
-    """The main table and the takeaway of :func:`results_page`, as the README shows them."""
-    runs = runs_table(root)
-    return markdown_table(results_table(runs)) + "\n\n" + takeaway(runs)
+def summary_block(roots: str | Path | Sequence[str | Path]) -> str:
+    """What the README shows of :func:`results_page`: for one budget its table and takeaway; for
+    several, the budgets side by side (:func:`budget_table`) and each budget's takeaway."""
+    every = read_roots(roots)
+    runs = every[every["status"] == "finished"]
+    if runs["budget"].nunique() <= 1:
+        return markdown_table(results_table(runs)) + "\n\n" + takeaway(runs)
+    return markdown_table(budget_table(every)) + "\n\n" + "\n".join(f"- {s}" for s in takeaways(runs))
+
+
+def read_roots(roots: str | Path | Sequence[str | Path], shown: Sequence[str] | None = None) -> pd.DataFrame:
+    """One :func:`runs_table` row per run below each of ``roots``, unfinished runs included (their
+    ``status`` says so), with the column ``root``: the root it was found under, as ``shown`` names it."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    shown = list(shown) if shown is not None else [str(r) for r in roots]
+    tables = [runs_table(r, unfinished="include").assign(root=s) for r, s in zip(roots, shown, strict=True)]
+    return pd.concat(tables, ignore_index=True) if tables else runs_table([])
 
 
 # ----------------------------------------------------------------------------- per-run tables
@@ -206,34 +321,53 @@ def mask_placement(folders: Sequence[Path], labels: Sequence[str], networks: Seq
 # ----------------------------------------------------------------------------- the page
 
 
-def results_page(root: str | Path, *, shown_root: str | None = None, command: str = "") -> str:
-    """The Markdown page of every finished run below ``root`` (``shown_root``: how to name ``root`` on
-    the page, e.g. the path relative to the repository; ``command``: the command that writes it)."""
-    runs = runs_table(root)
+def results_page(
+    roots: str | Path | Sequence[str | Path], *, shown_roots: Sequence[str] | None = None, command: str = ""
+) -> str:
+    """The Markdown page of every run below ``roots`` (``shown_roots``: how to name them on the page,
+    e.g. their paths relative to the repository; ``command``: the command that writes it). One section
+    per budget; a run without ``metrics.json`` is listed as not finished, never read as a result."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    names_shown = list(shown_roots) if shown_roots is not None else [str(r) for r in roots]
+    every = read_roots(roots, names_shown)
+    runs = _in_order(every[every["status"] == "finished"])
     if runs.empty:
+        below = " or ".join(names_shown)
         raise ValueError(
-            f"{root}: no finished run below it (a run folder holds params.json and metrics.json)"
+            f"{below}: no finished run below it (a run folder holds params.json and metrics.json)"
         )
-    runs = _in_order(runs)
+    names = budget_names(every)
+    several = len(names) > 1
+    labels = [(f"{names[r['budget']]}: " if several else "") + _label(r) for _, r in runs.iterrows()]
     folders = [Path(f) for f in runs["folder"]]
-    labels = [
-        run_label(rc, n) + ("" if s == 0 else f" (seed {s})")
-        for rc, n, s in zip(runs["recipe"], runs["network"], runs["seed"], strict=True)
-    ]
-    name = shown_root or str(root)
+    where = " and ".join(f"`{r}`" for r in names_shown)
+    command = command or "python -m reidlib report " + " ".join(names_shown)
     parts = [
         "# Results",
         "",
-        f"<!-- written by `{command or f'python -m reidlib report {name}'}`: do not edit, regenerate -->",
+        f"<!-- written by `{command}`: do not edit, regenerate -->",
         "",
-        f"Every finished run below `{name}`, read from its files. Budget: {_budget(runs)}.",
-        "Gains are in points over the mean of the BoT runs; flip and re-ranking are evaluation variants",
-        "of the same networks.",
-        "",
-        markdown_table(results_table(runs)),
-        "",
-        takeaway(runs),
+        f"Every run below {where}, read from its files, one section per budget.",
+        "Gains are in points over the mean of the BoT runs of the same budget; flip and re-ranking are",
+        "evaluation variants of the same networks.",
     ]
+    if several:
+        parts += [
+            "",
+            "## The budgets side by side",
+            "",
+            "Rank-1 / mAP of each network (the mean over its seeds), then its gain over BoT of the same",
+            "budget.",
+            "",
+            markdown_table(budget_table(every)),
+        ]
+    for budget, group in every.groupby("budget", sort=False):
+        parts += ["", f"## {budget}", "", _budget_intro(group)]
+        done = _in_order(group[group["status"] == "finished"])
+        if len(done):
+            parts += ["", markdown_table(results_table(done)), "", takeaway(done)]
+        if unfinished_line(group):
+            parts += ["", unfinished_line(group)]
     for title, text, table in _sections(folders, labels, list(runs["network"])):
         if not table.empty:
             parts += ["", f"## {title}", "", text, "", markdown_table(table)]
@@ -246,9 +380,11 @@ def results_page(root: str | Path, *, shown_root: str | None = None, command: st
     return "\n".join(parts) + "\n"
 
 
-def _budget(runs: pd.DataFrame) -> str:
-    budgets = sorted(set(runs["budget"]))
-    return budgets[0] if len(budgets) == 1 else "; ".join(budgets)
+def _budget_intro(group: pd.DataFrame) -> str:
+    roots = " and ".join(f"`{r}`" for r in dict.fromkeys(group["root"]))
+    done = group[group["status"] == "finished"]
+    said = reference_line(done) if len(done) else "No finished run yet."
+    return f"The runs below {roots}. {said}"
 
 
 def _sections(
@@ -277,11 +413,13 @@ def _sections(
     ]
 
 
-def write_results_page(root: str | Path, out: str | Path, *, shown_root: str | None = None) -> Path:
+def write_results_page(
+    roots: str | Path | Sequence[str | Path], out: str | Path, *, shown_roots: Sequence[str] | None = None
+) -> Path:
     """Write :func:`results_page` to ``out`` (atomically) and return its path."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
     out = Path(out)
-    name = shown_root or str(root)
-    atomic_write_text(
-        out, results_page(root, shown_root=name, command=f"python -m reidlib report {name} --out {out}")
-    )
+    names = list(shown_roots) if shown_roots is not None else [str(r) for r in roots]
+    command = f"python -m reidlib report {' '.join(names)} --out {out}"
+    atomic_write_text(out, results_page(roots, shown_roots=names, command=command))
     return out

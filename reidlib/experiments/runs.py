@@ -136,6 +136,28 @@ def budget_label(recipe: dict[str, Any], device: str | None = None) -> str:
     return ", ".join(parts)
 
 
+def short_budget(backbone: str | None, pretrained: bool) -> str:
+    """A budget by its backbone and where the backbone starts: "ResNet-18 from scratch",
+    "MobileNetV2 from ImageNet"."""
+    name = BACKBONE_LABELS.get(str(backbone), str(backbone))
+    return f"{name} {'from ImageNet' if pretrained else 'from scratch'}"
+
+
+def budget_names(runs: pd.DataFrame, *, brief: bool = False) -> dict[str, str]:
+    """Each budget of ``runs`` (a :func:`runs_table`) by its :func:`short_budget` name ("MobileNetV2 from
+    ImageNet"), or, ``brief``, by where its backbone starts alone ("from ImageNet") where that tells the
+    budgets apart; by its whole :func:`budget_label` where two budgets would share a shorter name (the
+    same backbone at other epochs)."""
+    rows = list(dict.fromkeys(zip(runs["budget"], runs["backbone"], runs["pretrained"], strict=True)))
+    tiers = [{b: short_budget(bb, bool(pt)) for b, bb, pt in rows}, {b: b for b, _, _ in rows}]
+    if brief:
+        tiers.insert(0, {b: "from ImageNet" if pt else "from scratch" for b, _, pt in rows})
+    for names in tiers:
+        if len(set(names.values())) == len(names):
+            return names
+    return tiers[-1]
+
+
 def run_label(recipe: str, network: str) -> str:
     """``bdb_ramp_market1501_cpu`` -> "Batch DropBlock, ramp": the network, then the word the recipe's
     name adds between the network and the dataset (none for the network's first recipe)."""
@@ -247,7 +269,8 @@ def runs_table(source: str | Path | Iterable[str | Path], *, unfinished: str = "
 def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP", "mINP")) -> pd.DataFrame:
     """The evaluation variants of each finished run in ``runs`` (a :func:`runs_table`), one row per
     (run, variant): plain, flip (features of the image and its mirror averaged), rerank (k-reciprocal
-    re-ranking), flip+rerank; only the variants a run evaluated."""
+    re-ranking), flip+rerank; only the variants a run evaluated. The budget column tells apart runs of
+    the same name at different budgets."""
     metrics = list(metrics)
     rows = []
     for _, run in runs.iterrows():
@@ -258,11 +281,12 @@ def variants_table(runs: pd.DataFrame, metrics: Iterable[str] = ("rank1", "mAP",
                     {
                         "run": run["run"],
                         "network": run["network"],
+                        "budget": run.get("budget"),
                         "variant": variant,
                         **{k: run[c] for k, c in zip(metrics, cols, strict=True)},
                     }
                 )
-    return pd.DataFrame(rows, columns=["run", "network", "variant", *metrics])
+    return pd.DataFrame(rows, columns=["run", "network", "budget", "variant", *metrics])
 
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -276,10 +300,13 @@ def for_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sort_networks(df: pd.DataFrame, column: str = "network") -> pd.DataFrame:
-    """Rows in the order BoT, BDB, SEN, Deep Miner (others after, by name)."""
+    """Rows in the order BoT, BDB, SEN, Deep Miner (others after, by name); with a ``budget`` column,
+    budget by budget first, in the order the budgets first appear."""
     order = {n: i for i, n in enumerate(NETWORK_ORDER)}
-    key = df[column].map(lambda n: (order.get(n, len(order)), str(n)))
-    return df.iloc[sorted(range(len(df)), key=lambda i: key.iloc[i])].reset_index(drop=True)
+    budgets = list(df["budget"]) if "budget" in df.columns else [""] * len(df)
+    first = {b: i for i, b in enumerate(dict.fromkeys(budgets))}
+    key = [(first[b], order.get(n, len(order)), str(n)) for b, n in zip(budgets, df[column], strict=True)]
+    return df.iloc[sorted(range(len(df)), key=key.__getitem__)].reset_index(drop=True)
 
 
 def gains_over_reference(
@@ -329,14 +356,21 @@ def _seed_note(run: pd.Series) -> str:
     return "" if seed is None or pd.isna(seed) or seed == 0 else f", seed {int(seed)}"
 
 
+def _budget_note(names: dict[str, str], run: pd.Series) -> str:
+    return f", {names[run['budget']]}" if run["budget"] in names else ""
+
+
 def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished runs in the schema of ``data/paper_results`` (paper, table, row, method, venue,
     backbone, dataset, rank1, mAP, score, notes) with ``paper = "ours"`` and the provenance (budget,
-    git SHA, device, date, run folder) in ``notes``, so our rows can stand beside the published ones."""
+    git SHA, device, date, run folder) in ``notes``, so our rows can stand beside the published ones.
+    When ``runs`` holds several budgets, each method names its own (:func:`budget_names`, brief):
+    "SEN (ours, from ImageNet)"."""
+    runs = runs[runs["status"] == "finished"]
+    # several budgets: each method says its own, so that two SEN rows can be told apart
+    names = budget_names(runs, brief=True) if runs["budget"].nunique() > 1 else {}
     rows = []
     for _, r in runs.iterrows():
-        if r["status"] != "finished":
-            continue
         sha = (r["git_sha"] or "unknown")[:7] + (" (dirty)" if r["git_dirty"] else "")
         date = str(r["started"] or "")[:10]
         rows.append(
@@ -344,7 +378,8 @@ def as_published_rows(runs: pd.DataFrame) -> pd.DataFrame:
                 "paper": "ours",
                 "table": "measured",
                 "row": r["run"],
-                "method": f"{run_label(r['recipe'], r['network'])} (ours{_seed_note(r)})",
+                "method": f"{run_label(r['recipe'], r['network'])} (ours{_budget_note(names, r)}"
+                f"{_seed_note(r)})",
                 "venue": "this repo",
                 "backbone": BACKBONE_LABELS.get(r["backbone"], r["backbone"]),
                 "dataset": r["dataset"],

@@ -210,8 +210,9 @@ RUNNER_SETS = ("output_dir",)  # the runner's own: <run folder>/<notebook>
 
 
 def is_path_parameter(name: str) -> bool:
-    """Parameters that hold paths, by their names: ``*_root``, ``*_dir``, ``*_dirs``, ``checkpoint``."""
-    return name == "checkpoint" or name.endswith(("_root", "_dir", "_dirs"))
+    """Parameters that hold paths, by their names: ``*_root``, ``*_dir``, ``*_dirs``, ``checkpoint`` and
+    ``*_checkpoint``."""
+    return name == "checkpoint" or name.endswith(("_checkpoint", "_root", "_dir", "_dirs"))
 
 
 def absolute_paths(name: str, value: Any) -> Any:

@@ -307,11 +307,7 @@ def plot_mask_construction(image: np.ndarray, rows: Sequence[ConstructionRow], t
     return fig
 
 
-def plot_placement(rows: pd.DataFrame, title: str = "") -> Figure:
-    """Bars per mask: the share of its erased cells where its paper says it erases (person or
-    background) beside the share a random mask of the same size would get (``mask_placement``)."""
-    fig = _figure(1.6 + 1.3 * len(rows), 3.4)
-    ax = fig.add_subplot()
+def _placement_bars(ax: Axes, rows: pd.DataFrame) -> None:
     x = np.arange(len(rows))
     ax.bar(x - 0.2, rows["observed_share"], 0.4, color="#d55e00", label="erased cells there")
     ax.bar(x + 0.2, rows["chance_share"], 0.4, color="#999999", label="a random mask of the same size")
@@ -320,7 +316,33 @@ def plot_placement(rows: pd.DataFrame, title: str = "") -> Figure:
         ax.text(i + 0.2, chance + 1, f"{chance:.0f}", ha="center", fontsize=8)
     ax.set_xticks(x, [f"{m}\non {c}" for m, c in zip(rows.index, rows["claim"], strict=True)])
     ax.set_ylim(0, 105)
+
+
+def plot_placement(rows: pd.DataFrame, title: str = "") -> Figure:
+    """Bars per mask: the share of its erased cells where its paper says it erases (person or
+    background) beside the share a random mask of the same size would get (``mask_placement``)."""
+    fig = _figure(1.6 + 1.3 * len(rows), 3.4)
+    ax = fig.add_subplot()
+    _placement_bars(ax, rows)
     ax.set_ylabel("% of erased cells")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_placement_side_by_side(panels: Sequence[tuple[str, pd.DataFrame]], title: str = "") -> Figure:
+    """:func:`plot_placement` of several networks, one panel each (``(name, rows)`` pairs), on one
+    y-axis, so that a mask's share can be read across networks."""
+    most = max(len(rows) for _, rows in panels)
+    fig = _figure(0.6 + (1.0 + 1.3 * most) * len(panels), 3.6)
+    axes = np.asarray(fig.subplots(1, len(panels), sharey=True, squeeze=False))[0]
+    for ax, (name, rows) in zip(axes, panels, strict=True):
+        _placement_bars(ax, rows)
+        ax.set_title(name, fontsize=9)
+    axes[0].set_ylabel("% of erased cells")
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, frameon=False
+    )
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
