@@ -61,14 +61,13 @@ def test_no_measurement_is_typed_in_markdown(name):
 
 
 def _run_02(tmp_path, checkpoint, tag, *params, env=None):
-    out = tmp_path / tag
-    out.mkdir()
+    out = tmp_path / tag  # the notebook's own output folder; its executed copy goes beside it
     cmd = [
         sys.executable,
         "-m",
         "papermill",
         str(LESSONS["02_erasing_masks"]),
-        str(out / "02.ipynb"),
+        str(tmp_path / f"{tag}.ipynb"),
         "-k",
         "reidlib",
     ]
@@ -76,7 +75,7 @@ def _run_02(tmp_path, checkpoint, tag, *params, env=None):
     cmd += ["-p", "output_dir", str(out), *params]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root(), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    nb = nbformat.read(out / "02.ipynb", as_version=4)
+    nb = nbformat.read(tmp_path / f"{tag}.ipynb", as_version=4)
     sentences = [
         line.removeprefix("- ")
         for c in nb.cells

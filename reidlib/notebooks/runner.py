@@ -153,6 +153,7 @@ RANGES: dict[str, tuple[str, Bounds]] = {
     "block_h_ratio": ("a ratio", Bounds(0.0, 1.0)),
     "p": ("an exponent", Bounds(1)),
     "train_epochs": _COUNT,
+    "imagenet_epochs": ("a count (0: none)", Bounds(0)),
     "num_images": _COUNT,
     "stats_images": _COUNT,
     "samples_per_camera": _COUNT,
