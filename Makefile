@@ -41,7 +41,8 @@ install: $(STAMP) $(KERNEL)
 ifndef DEMO_DIR
 DEMO_DIR := results/demo-$(shell date +%Y%m%d-%H%M%S)
 endif
-# Afterwards the demo's runs are compacted (weights-only last.pt, no snapshots): about 30 MB a demo.
+# Afterwards the demo's runs are compacted (weights-only last.pt, no snapshots); its size on a fresh
+# clone is measured in docs/development.md.
 demo: install weights
 	$(PY) -m reidlib notebooks run --params demo --only 01 03 02 04 05 --out $(DEMO_DIR) \
 	  --set checkpoint=$(DEMO_DIR)/03_training/run/last.pt
