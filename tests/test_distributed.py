@@ -17,6 +17,8 @@ from reidlib.evaluation.features import evaluate_network
 from reidlib.training.engine import load_network, prepare_dataset
 from reidlib.utils.runtime import Runtime
 
+from support import tiny_overrides
+
 WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 
 
@@ -24,19 +26,7 @@ WORKER = Path(__file__).parent / "helpers" / "ddp_worker.py"
 def test_two_gloo_ranks_train_in_lockstep(tiny_synthetic, tmp_path):
     records, out = tmp_path / "records", tmp_path / "run"
     records.mkdir()
-    overrides = [
-        f"data.root={tiny_synthetic}",
-        "data.height=64",
-        "data.width=32",
-        "data.num_identities=4",
-        "data.num_instances=2",
-        "optim.epochs=2",
-        "optim.warmup_epochs=1",
-        "optim.milestones=[1]",
-        "eval.every=2",
-        "train.max_iters_per_epoch=4",
-        "train.progress=false",
-    ]
+    overrides = tiny_overrides(tiny_synthetic, "eval.every=2", "train.max_iters_per_epoch=4")  # later wins
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
