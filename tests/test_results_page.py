@@ -122,6 +122,8 @@ def test_the_table_measures_gains_against_the_mean_of_the_reference_seeds():
     assert (
         takeaway(RUNS) == "Above BoT on both rank-1 and mAP: SEN. Below it on at least one: Batch DropBlock."
     )
+    only_bot = RUNS[RUNS["network"] == "bot"]
+    assert takeaway(only_bot) == "Only BoT has finished here: no other network to set against it yet."
 
 
 def test_markdown_table():

@@ -270,6 +270,9 @@ def test_network_figure_names_each_recipe_of_a_network():
     )
     labels = [t.get_text() for t in vc.network_figure(runs).axes[0].get_xticklabels()]
     assert labels == ["BoT", "BDB\nseed 0", "BDB\nfaithful\nseed 0", "BDB\nramp\nseed 0"]
+    one_recipe = runs.iloc[:1].assign(recipe="bot_market1501_mnv2_cpu")  # nothing to tell apart
+    labels = [t.get_text() for t in vc.network_figure(one_recipe).axes[0].get_xticklabels()]
+    assert labels == ["BoT"]
 
 
 def test_network_figure_keeps_ten_runs_legible():

@@ -104,10 +104,12 @@ def takeaway(runs: pd.DataFrame, reference: str = "bot") -> str:
     gains = gains[gains["network"] != reference].assign(
         label=lambda d: [run_label(rc, n) for rc, n in zip(d["recipe"], d["network"], strict=True)]
     )
+    name = PAPER_LABELS.get(reference, reference)
+    if gains.empty:
+        return f"Only {name} has finished here: no other network to set against it yet."
     mean = gains.groupby("label", sort=False)[["gain_rank1", "gain_mAP"]].mean()
     above = [k for k, g in mean.iterrows() if g.gain_rank1 > 0 and g.gain_mAP > 0]
     below = [k for k in mean.index if k not in above]
-    name = PAPER_LABELS.get(reference, reference)
     said = f"Above {name} on both rank-1 and mAP: {'; '.join(above) or 'none'}."
     return said + (f" Below it on at least one: {'; '.join(below)}." if below else "")
 

@@ -224,8 +224,11 @@ def _sweep_panel(ax: Axes, s: pd.DataFrame, metric: str, color: str, param: str,
 
 def _recipe_kinds(nets: list[str], recipes: list[str]) -> list[str]:
     """What tells a network's recipes apart: ``bdb_faithful_market1501_cpu`` -> "faithful" beside
-    ``bdb_market1501_cpu`` -> "" (the network's name and the suffix all recipes share removed)."""
-    suffix = os.path.commonprefix([r[::-1] for r in recipes])[::-1] if len(set(recipes)) > 1 else ""
+    ``bdb_market1501_cpu`` -> "" (the network's name and the suffix all recipes share removed); one
+    recipe alone tells nothing apart: ""."""
+    if len(set(recipes)) < 2:
+        return [""] * len(nets)
+    suffix = os.path.commonprefix([r[::-1] for r in recipes])[::-1]
     kinds = []
     for net, recipe in zip(nets, recipes, strict=True):
         core = recipe[: len(recipe) - len(suffix)] if suffix else recipe
