@@ -321,6 +321,21 @@ def msmt_features(args) -> None:
         f"{t - spent[0]:.1f} s), peak RSS +{peak:.2f} GiB beyond the features; mAP {r['mAP']:.4f}, "
         f"rank-1 {r['cmc'][0]:.4f} (targets: <= 10 s, < 2 GiB)"
     )
+    rate = product_rate(qf.shape[1])
+    flop = 2.0 * len(qf) * len(gf) * qf.shape[1]
+    print(
+        f"  the float32 products alone: {flop:.2e} FLOP; one {metrics.ROW_BLOCK} x {qf.shape[1]} by "
+        f"{qf.shape[1]} x 4096 product runs at {rate:.0f} GFLOP/s here, so they need "
+        f">= {flop / rate / 1e9:.1f} s however the rest is done"
+    )
+
+
+def product_rate(dim: int) -> float:
+    """GFLOP/s of one float32 (ROW_BLOCK, dim) x (dim, 4096) product, best of 5: the host's rate for
+    the distance products."""
+    a, b = torch.randn(metrics.ROW_BLOCK, dim), torch.randn(4096, dim)
+    t, _ = best_of(5, lambda: a @ b.T)
+    return 2.0 * metrics.ROW_BLOCK * dim * 4096 / t / 1e9
 
 
 def main() -> None:
