@@ -144,9 +144,10 @@ def test_gradient_summary_by_hand(tmp_path):
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = gradient_summary([run], ["BDB"]).iloc[0]
     assert table["ratio, epoch 1"] == "0.50"
-    assert table["ratio, epochs 1-2"] == "0.50 to 1.00"  # the first quarter of 8 epochs
+    assert table["epochs, early / late"] == "1-2 / 5-8"  # the first quarter and the second half of 8
+    assert table["ratio, early"] == "0.50 to 1.00"
     assert table["cosine, early"] == "0.10 to 0.20"
-    assert table["ratio, epochs 5-8"] == "2.50 to 4.00"  # the second half
+    assert table["ratio, late"] == "2.50 to 4.00"
     assert table["cosine, late"] == "0.50 to 0.80"
     assert gradient_summary([tmp_path], ["none"]).empty  # no log: no row
 

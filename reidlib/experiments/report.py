@@ -260,7 +260,8 @@ def _span(values: pd.Series) -> str:
 def gradient_summary(folders: Sequence[Path], labels: Sequence[str]) -> pd.DataFrame:
     """Per run that logged ``branch_grads`` and per non-global branch: its gradient norm on the shared
     blocks over the global branch's (``ratio``) and the cosine of the two gradients, in epoch 1, over
-    the first quarter of the epochs, and over the second half."""
+    the first quarter of the epochs (early), and over the second half (late); which epochs those are
+    differs between budgets, so the table says them in its own column."""
     rows = []
     for folder, label in zip(folders, labels, strict=True):
         log = [r for r in read_log(folder / LOG) if "branch_grads" in r]
@@ -279,9 +280,10 @@ def gradient_summary(folders: Sequence[Path], labels: Sequence[str]) -> pd.DataF
                     "run": label,
                     "branch": branch,
                     "ratio, epoch 1": _span(ratio.loc[epochs[:1]]),
-                    f"ratio, epochs 1-{early.index.max()}": _span(ratio.loc[early.index]),
+                    "epochs, early / late": f"1-{early.index.max()} / {late.index.min()}-{late.index.max()}",
+                    "ratio, early": _span(ratio.loc[early.index]),
                     "cosine, early": _span(table.loc[early.index, (branch, "cosine")]),
-                    f"ratio, epochs {late.index.min()}-{late.index.max()}": _span(ratio.loc[late.index]),
+                    "ratio, late": _span(ratio.loc[late.index]),
                     "cosine, late": _span(table.loc[late.index, (branch, "cosine")]),
                 }
             )
