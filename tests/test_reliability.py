@@ -70,11 +70,28 @@ def test_a_started_run_is_refused_too(tiny_synthetic, tmp_path):
     (out / "params.json").write_text(json.dumps({"recipe": tiny_recipe(tiny_synthetic).to_dict()}))
     with pytest.raises(RunFolderError, match="a run already lives here.*--resume.*--overwrite"):
         train(tiny_recipe(tiny_synthetic), out)
-    with pytest.raises(RunFolderError, match="nothing to resume, last.pt is missing"):
-        train(tiny_recipe(tiny_synthetic), out, resume=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunFolderError, match="is a file, expected a folder"):
         train(tiny_recipe(tiny_synthetic), tmp_path / "file" / "run")
+
+
+@pytest.mark.slow
+def test_a_resume_of_a_run_stopped_in_its_first_epoch_starts_it_again(tiny_synthetic, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    recipe = tiny_recipe(tiny_synthetic, "optim.epochs=1")
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_optimizer_step", interrupt_at(1))
+        with pytest.raises(KeyboardInterrupt):
+            train(recipe, out)
+    assert (out / "params.json").is_file() and not (out / "last.pt").exists()
+    with pytest.raises(RunFolderError, match="a run already lives here"):
+        train(recipe, out)
+    again, straight = train(recipe, out, resume=True), train(recipe, tmp_path / "straight")
+    assert again["variants"] == straight["variants"]  # the same run as one never stopped
+    (out / "metrics.json").unlink()
+    (out / "last.pt").unlink()  # epochs logged but no checkpoint: refused, the log is not thrown away
+    with pytest.raises(RunFolderError, match="nothing to resume, last.pt is missing"):
+        train(recipe, out, resume=True)
 
 
 @pytest.mark.slow

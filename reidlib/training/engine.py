@@ -337,6 +337,8 @@ def _train_opened(
     runtime = resolve_runtime(recipe, ctx)
     if ctx.is_main:
         tqdm.write(f"training {recipe.name} on {device_description(runtime.device)}: {describe(o)}")
+        if opened.restarted:
+            tqdm.write(f"{run.path}: stopped before its first epoch ended, so it starts again from epoch 1")
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     dataset = prepare_dataset(recipe, data_root)

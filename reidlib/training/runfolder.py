@@ -13,8 +13,9 @@ Policy (:func:`open_run`): one process writes a run folder at a time (it holds `
 :class:`reidlib.utils.fileio.FolderLock`: a second one is refused naming the PID of the first); a new
 run never lands in a folder that holds one (``params.json``, ``metrics.json`` or ``last.pt``) unless
 asked to ``overwrite`` it; a resume continues from ``last.pt`` only with the recipe it started with, up
-to :data:`reidlib.config.EXECUTION_KEYS`; a finished run asked to resume is read back, never trained
-again.
+to :data:`reidlib.config.EXECUTION_KEYS`; a run stopped before its first epoch ended (no ``last.pt``,
+no epoch logged) starts again when asked to resume; a finished run asked to resume is read back, never
+trained again.
 """
 
 from __future__ import annotations
@@ -368,6 +369,7 @@ class Opened:
     resume: bool
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     finished: dict[str, Any] | None = None
+    restarted: bool = False  # a resume of a run stopped before its first epoch ended: it starts again
     lock: FolderLock | None = None  # held by the main rank until :meth:`close`
 
     def close(self) -> None:
@@ -429,6 +431,8 @@ def _lock(path: Path) -> FolderLock:
 
 def _open_resume(folder: RunFolder, recipe: dict[str, Any]) -> Opened:
     if not folder.checkpoint.is_file() and not is_finished(folder.path):
+        if is_run(folder.path) and not read_log(folder.path / LOG):
+            return Opened(folder, resume=False, restarted=True)  # stopped in epoch 1: nothing to lose
         raise RunFolderError(f"{folder.path}: nothing to resume, {CHECKPOINT} is missing")
     changes = {}
     if is_run(folder.path):
